@@ -1,0 +1,58 @@
+"""The ``eoformer`` command line: one sub-command per file of this folder.
+
+Each sub-command module defines ``add_arguments(parser)`` and ``run(args) -> int``; this
+file only dispatches. Errors of the user's input (:class:`InputError`) are printed without a
+traceback and give exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+from EoFormerSegmentationLib import __version__
+from EoFormerSegmentationLib.errors import Cancelled, InputError
+
+__all__ = ["main", "build_parser"]
+
+# sub-command -> (module, one-line help)
+COMMANDS = {
+    "segment": ("segment", "segment WT/TC/ET from T1, T1ce, T2 and FLAIR images"),
+    "evaluate": ("evaluate", "Dice and HD95 of a segmentation against a reference label map"),
+    "synth": ("synth", "write synthetic glioma cases in the BraTS layout"),
+    "train": ("train", "train EoFormer on BraTS-layout folders"),
+    "finetune": ("finetune", "fine-tune a model on a few corrected cases"),
+    "benchmark": ("benchmark", "speed and memory of EoFormer and peer networks"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eoformer",
+        description="EoFormer brain-tumor segmentation (whole tumor, tumor core, enhancing "
+        "tumor) from T1, T1ce, T2 and FLAIR MRI. Research software, not for clinical use.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"EoFormerSegmentationLib.cli.{module_name}")
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except InputError as error:
+        print(f"eoformer {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except (Cancelled, KeyboardInterrupt):
+        print(f"eoformer {args.command}: cancelled", file=sys.stderr)
+        return 130

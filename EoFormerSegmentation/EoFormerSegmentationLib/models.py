@@ -1,0 +1,259 @@
+"""Model files: the checkpoint format, model cards, and where models live.
+
+A checkpoint is a PyTorch file holding::
+
+    {"format": "eoformer-checkpoint", "format_version": 1,
+     "config": <EoFormer constructor kwargs>, "state_dict": <unfused weights>, "card": <dict>}
+
+next to a model card ``<stem>.json`` (the same ``card`` dict, readable without PyTorch). Weights
+are stored unfused so that a checkpoint can be fine-tuned; inference fuses after loading.
+A plain ``state_dict`` saved by the authors' original EoFormer code is accepted as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional, Union
+
+from EoFormerSegmentationLib.errors import InputError
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "BUNDLED_MODEL_NAME",
+    "LoadedModel",
+    "atomic_write",
+    "file_sha256",
+    "bundled_model_path",
+    "default_model_path",
+    "user_model_dir",
+    "read_model_card",
+    "save_checkpoint",
+    "load_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "eoformer-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+BUNDLED_MODEL_NAME = "eoformer_glioma_synthetic_v1"
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    Readers never see a half-written file, and a failure or cancellation leaves nothing behind
+    (the temporary file is removed). The suffix of ``path`` is kept on the temporary name, so
+    writers that choose a format by suffix (SimpleITK, nibabel) still work.
+
+    Args:
+        path: the final file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes) or ".tmp"
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent
+    )
+    os.close(handle)
+    temporary_path = Path(temporary)
+    try:
+        yield temporary_path
+        os.replace(temporary_path, path)
+    finally:
+        if temporary_path.exists():
+            temporary_path.unlink()
+
+
+def file_sha256(path: PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bundled_model_path() -> Path:
+    """The model shipped with the extension (``EoFormerSegmentation/Resources/Models``).
+
+    ``EOFORMER_BUNDLED_MODEL`` overrides it (for installations that keep models elsewhere).
+    """
+    override = os.environ.get("EOFORMER_BUNDLED_MODEL")
+    if override:
+        return Path(override)
+    return (
+        Path(__file__).resolve().parent.parent
+        / "Resources"
+        / "Models"
+        / (BUNDLED_MODEL_NAME + ".pt")
+    )
+
+
+def default_model_path() -> Optional[Path]:
+    """The model used when none is given: the bundled one, or ``None`` if it is absent."""
+    path = bundled_model_path()
+    return path if path.is_file() else None
+
+
+def user_model_dir() -> Path:
+    """Folder of the user's fine-tuned models: ``$EOFORMER_HOME/models`` (default ``~/.eoformer``)."""
+    home = os.environ.get("EOFORMER_HOME")
+    base = Path(home) if home else Path.home() / ".eoformer"
+    return base / "models"
+
+
+def model_card_path(checkpoint_path: PathLike) -> Path:
+    """The model card JSON that sits beside a checkpoint."""
+    return Path(checkpoint_path).with_suffix(".json")
+
+
+def read_model_card(checkpoint_path: PathLike) -> Dict[str, Any]:
+    """The model card of a checkpoint, read from its JSON file (no PyTorch needed).
+
+    Returns an empty dict when the checkpoint has no card beside it.
+    """
+    card_path = model_card_path(checkpoint_path)
+    if not card_path.is_file():
+        return {}
+    try:
+        return json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise InputError(f"{card_path}: cannot read the model card ({error})") from error
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference or fine-tuning.
+
+    Attributes:
+        model: the unfused network, in eval mode, on the requested device.
+        card: the model card (training data, metrics, provenance).
+        name: short name shown to users and written into every output.
+        sha256: hex SHA-256 of the checkpoint file, identifying the exact weights.
+        path: the checkpoint file.
+    """
+
+    model: Any
+    card: Dict[str, Any]
+    name: str
+    sha256: str
+    path: Path
+    config: Dict[str, Any] = field(default_factory=dict)
+
+
+def save_checkpoint(path: PathLike, model: Any, card: Dict[str, Any]) -> Path:
+    """Write ``model`` and its model card atomically.
+
+    Args:
+        path: the ``.pt`` file to write; its model card goes to ``<stem>.json``.
+        model: an unfused :class:`~EoFormerSegmentationLib.network.eoformer.EoFormer`
+            (a fused model cannot be fine-tuned again, so it is refused).
+        card: JSON-serialisable model card. ``name`` defaults to the file stem; ``sha256`` of
+            the written checkpoint is added to the JSON card.
+
+    Returns:
+        The checkpoint path.
+    """
+    import torch
+
+    path = Path(path)
+    if getattr(model, "is_fused", False):
+        raise ValueError("save the model before fuse(): fused weights cannot be fine-tuned")
+    module = getattr(model, "module", model)  # DistributedDataParallel wraps the model
+    card = dict(card)
+    card.setdefault("name", path.stem)
+    state_dict = {key: value.detach().cpu() for key, value in module.state_dict().items()}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "config": dict(module.config),
+        "state_dict": state_dict,
+        "card": card,
+    }
+    with atomic_write(path) as temporary:
+        torch.save(payload, temporary)
+        digest = file_sha256(temporary)
+        card_with_hash = dict(card, sha256=digest, file=path.name)
+        with atomic_write(model_card_path(path)) as card_temporary:
+            card_temporary.write_text(
+                json.dumps(card_with_hash, indent=2, default=str) + "\n", encoding="utf-8"
+            )
+    return path
+
+
+def _looks_official(state_dict: Dict[str, Any]) -> bool:
+    return any(
+        key.startswith(("encoder.downsample_layers", "decoder.upsample_layers"))
+        for key in state_dict
+    )
+
+
+def load_checkpoint(path: PathLike, device: Any = "cpu") -> LoadedModel:
+    """Load a checkpoint written by :func:`save_checkpoint` or the original EoFormer code.
+
+    Args:
+        path: ``.pt`` / ``.pth`` file.
+        device: torch device for the model.
+
+    Returns:
+        A :class:`LoadedModel` with the unfused network in eval mode.
+
+    Raises:
+        InputError: the file is missing, unreadable or not an EoFormer model.
+    """
+    import torch
+
+    from EoFormerSegmentationLib.network.eoformer import EoFormer, load_official_state_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: model file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt or foreign files
+        raise InputError(f"{path}: cannot read the model file ({error})") from error
+    if not isinstance(payload, dict):
+        raise InputError(f"{path}: not an EoFormer model file")
+
+    if payload.get("format") == CHECKPOINT_FORMAT:
+        version = payload.get("format_version")
+        if version != CHECKPOINT_FORMAT_VERSION:
+            raise InputError(f"{path}: checkpoint format version {version} is not supported")
+        config = dict(payload["config"])
+        model = EoFormer(**config)
+        try:
+            model.load_state_dict(payload["state_dict"])
+        except RuntimeError as error:
+            raise InputError(f"{path}: the weights do not fit the network ({error})") from error
+        card = dict(payload.get("card") or {})
+    else:
+        state_dict = payload.get("state_dict", payload.get("model", payload))
+        if not isinstance(state_dict, dict) or not _looks_official(state_dict):
+            raise InputError(f"{path}: not an EoFormer checkpoint (unknown format)")
+        state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
+        model = EoFormer()
+        try:
+            load_official_state_dict(model, state_dict)
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise InputError(f"{path}: cannot load these EoFormer weights ({error})") from error
+        config = dict(model.config)
+        card = {"name": path.stem, "source": "weights saved by the original EoFormer code"}
+
+    card_on_disk = read_model_card(path)
+    card = {**card, **card_on_disk}
+    model.to(device).eval()
+    return LoadedModel(
+        model=model,
+        card=card,
+        name=str(card.get("name") or path.stem),
+        sha256=file_sha256(path),
+        path=path,
+        config=config,
+    )

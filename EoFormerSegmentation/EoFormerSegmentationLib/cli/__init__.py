@@ -28,7 +28,12 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``command``, only that sub-command's module is imported.
+
+    Importing one sub-command only keeps start-up fast and lets a command run where another
+    command's dependencies are missing (training needs no SimpleITK, for example).
+    """
     parser = argparse.ArgumentParser(
         prog="eoformer",
         description="EoFormer brain-tumor segmentation (whole tumor, tumor core, enhancing "
@@ -38,16 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(f"EoFormerSegmentationLib.cli.{module_name}")
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if command is not None and name != command:
+            continue
+        module = importlib.import_module(f"EoFormerSegmentationLib.cli.{module_name}")
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in arguments if not a.startswith("-")), None)
+    parser = build_parser(chosen if chosen in COMMANDS else None)
+    args = parser.parse_args(arguments)
     try:
         return int(args.run(args) or 0)
     except InputError as error:

@@ -132,17 +132,20 @@ def test_fused_model_refuses_training():
     model.eval()  # still allowed
 
 
-def test_inference_path_equals_autograd_path(monkeypatch):
-    """Inference runs voxel-wise work in cache-sized blocks with in-place operations; it must
-    compute exactly what the plain (differentiable) path computes, block boundaries included."""
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_inference_path_equals_autograd_path(monkeypatch, dtype, tolerance):
+    """Inference runs voxel-wise work in cache-sized blocks, in place, with oneDNN matrix
+    products on CPU (float32); it must compute what the plain (differentiable) path computes,
+    block boundaries included."""
     monkeypatch.setattr(layout, "CHUNK_ELEMENTS", 1000)  # many blocks, ragged last block
-    model = tiny_model(torch.float64)
-    x = _input_with_strong_borders((2, 4, 16, 32, 16), torch.float64)
+    model = tiny_model(dtype)
+    x = _input_with_strong_borders((2, 4, 16, 32, 16), dtype)
     with torch.inference_mode():
         blocked = model(x)
     plain = model(x)  # eval mode with autograd on: the whole-tensor path
     assert plain.requires_grad
-    assert (blocked - plain.detach()).abs().max().item() < 1e-10
+    output_range = (plain.max() - plain.min()).item()
+    assert (blocked - plain.detach()).abs().max().item() <= tolerance * output_range
 
 
 def test_training_step_runs_with_drop_path():

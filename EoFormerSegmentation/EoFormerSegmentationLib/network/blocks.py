@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from monai.networks.layers import DropPath
 from torch import nn
 
+from .cpu_kernels import linear_rows
 from .layout import inference_fast_path, map_voxel_rows, volume_from_tokens, voxel_tokens
 
 __all__ = [
@@ -56,9 +57,16 @@ class StarReLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scale * F.relu(x).square() + self.bias
 
-    def forward_in_place(self, x: torch.Tensor) -> torch.Tensor:
-        """The same function, overwriting ``x`` (inference only; returns ``x``)."""
-        return x.relu_().square_().mul_(self.scale).add_(self.bias)
+    def forward_in_place(self, x: torch.Tensor, relu_applied: bool = False) -> torch.Tensor:
+        """The same function, overwriting ``x`` (inference only; returns ``x``).
+
+        Args:
+            x: the input, overwritten.
+            relu_applied: ``x`` already holds ``relu(x)`` (fused into the layer before).
+        """
+        if not relu_applied:
+            x = x.relu_()
+        return x.square_().mul_(self.scale).add_(self.bias)
 
 
 class ChannelScale(nn.Module):
@@ -97,8 +105,9 @@ class Mlp(nn.Module):
 
     def add_to_rows(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``residual + mlp(x)`` for (n, C) rows, in place where possible (inference only)."""
-        hidden = self.act.forward_in_place(F.linear(x, self.fc1.weight))
-        return torch.addmm(residual, hidden, self.fc2.weight.t())
+        hidden = linear_rows(x, self.fc1.weight, relu=True)
+        hidden = self.act.forward_in_place(hidden, relu_applied=True)
+        return linear_rows(hidden, self.fc2.weight).add_(residual)
 
 
 class TokenMixer(nn.Module):
@@ -120,17 +129,21 @@ class TokenMixer(nn.Module):
         self.dim = dim
         self.hidden_channels = hidden_channels
 
-    def prologue(self, tokens: torch.Tensor, in_place: bool = False) -> torch.Tensor:
-        """Voxel-wise step on (..., dim) tokens -> (..., hidden_channels); may overwrite its own
-        intermediates when ``in_place``."""
+    def prologue(self, tokens: torch.Tensor, inference: bool = False) -> torch.Tensor:
+        """Voxel-wise step on (..., dim) tokens -> (..., hidden_channels).
+
+        With ``inference`` (autograd off, (n, C) rows) it may work in place on its own
+        intermediates and use inference-only kernels.
+        """
         return tokens
 
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         """Spatial mixing of a (B, hidden_channels, X, Y, Z) volume."""
         raise NotImplementedError
 
-    def epilogue(self, tokens: torch.Tensor, in_place: bool = False) -> torch.Tensor:
-        """Voxel-wise step on (..., hidden_channels) tokens -> (..., dim)."""
+    def epilogue(self, tokens: torch.Tensor, inference: bool = False) -> torch.Tensor:
+        """Voxel-wise step on (..., hidden_channels) tokens -> (..., dim); ``inference`` as in
+        :meth:`prologue`."""
         return tokens
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -157,22 +170,25 @@ class SepConvMixer(TokenMixer):
         self.dwconv = nn.Conv3d(hidden, hidden, 3, padding=1, groups=hidden, bias=False)
         self.pwconv2 = nn.Linear(hidden, dim, bias=False)
 
-    def prologue(self, tokens: torch.Tensor, in_place: bool = False) -> torch.Tensor:
-        hidden = self.pwconv1(tokens)
-        return self.act1.forward_in_place(hidden) if in_place else self.act1(hidden)
+    def prologue(self, tokens: torch.Tensor, inference: bool = False) -> torch.Tensor:
+        if inference:
+            hidden = linear_rows(tokens, self.pwconv1.weight, relu=True)
+            return self.act1.forward_in_place(hidden, relu_applied=True)
+        return self.act1(self.pwconv1(tokens))
 
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         return self.dwconv(x)
 
-    def epilogue(self, tokens: torch.Tensor, in_place: bool = False) -> torch.Tensor:
-        return self.pwconv2(tokens)
+    def epilogue(self, tokens: torch.Tensor, inference: bool = False) -> torch.Tensor:
+        return linear_rows(tokens, self.pwconv2.weight) if inference else self.pwconv2(tokens)
 
 
 class MetaFormerBlock(nn.Module):
     """``x = x + TokenMixer(Norm(x)); x = x + Mlp(Norm(x))`` on (B, C, X, Y, Z) volumes.
 
     The norms are LayerNorms over channels with a scale and no bias. With ``res_scale`` the
-    residual branches are scaled per channel by learnable factors (initialised to 1).
+    shortcut (identity) paths are scaled per channel by learnable factors (initialised to 1):
+    ``x = s1 * x + TokenMixer(Norm(x))``, likewise for the MLP.
 
     During inference (eval mode, autograd off) the voxel-wise work runs in two cache-blocked
     loops over voxels, norm1 + mixer prologue, then mixer epilogue + residual + norm2 + MLP +
@@ -183,7 +199,7 @@ class MetaFormerBlock(nn.Module):
         token_mixer: a :class:`TokenMixer` of ``dim`` channels.
         mlp_ratio: expansion of the MLP.
         drop_path: stochastic-depth probability of both residual branches (training only).
-        res_scale: learnable per-channel scales of the residual (skip) paths.
+        res_scale: learnable per-channel scales of the shortcut paths.
     """
 
     def __init__(
@@ -216,7 +232,7 @@ class MetaFormerBlock(nn.Module):
     def _forward_in_voxel_blocks(self, x: torch.Tensor) -> torch.Tensor:
         mixer = self.token_mixer
         hidden = map_voxel_rows(
-            lambda rows: mixer.prologue(self.norm1(rows), in_place=True),
+            lambda rows: mixer.prologue(self.norm1(rows), inference=True),
             [x],
             mixer.hidden_channels,
             mixer.hidden_channels,
@@ -230,7 +246,7 @@ class MetaFormerBlock(nn.Module):
         )
 
     def _residuals_and_mlp_rows(self, x: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
-        x = self.res_scale1(x) + self.token_mixer.epilogue(mixed, in_place=True)
+        x = self.res_scale1(x) + self.token_mixer.epilogue(mixed, inference=True)
         return self.mlp.add_to_rows(self.res_scale2(x), self.norm2(x))
 
 
@@ -316,9 +332,8 @@ class UpsamplingHead(nn.Module):
         # (in, 2, 2, 2, out): input channel -> logits at each position of the 2x2x2 block
         weight = torch.einsum("ihabc,oh->iabco", self.transposed_conv.weight, classifier)
         bias = self.classifier.bias.repeat(8)
-        blocks = torch.addmm(
-            bias, voxel_tokens(x).reshape(-1, channels), weight.reshape(channels, -1)
-        )
+        weight = weight.reshape(channels, -1).t().contiguous()  # (8 * out, in)
+        blocks = linear_rows(voxel_tokens(x).reshape(-1, channels), weight, bias)
         blocks = blocks.view(batch, size_x, size_y, size_z, 2, 2, 2, out_channels)
         logits = blocks.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, out, X, 2, Y, 2, Z, 2)
         return logits.reshape(batch, out_channels, 2 * size_x, 2 * size_y, 2 * size_z)

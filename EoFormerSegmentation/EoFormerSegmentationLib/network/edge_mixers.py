@@ -253,7 +253,7 @@ class EdgeMixer(TokenMixer):
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
 
-    def epilogue(self, tokens: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+    def epilogue(self, tokens: torch.Tensor, inference: bool = False) -> torch.Tensor:
         """Channel LayerNorm (no affine parameters), then PReLU, of (..., C) tokens."""
         normalized = F.layer_norm(tokens, (self.dim,), eps=MIXER_NORM_EPS)
         return F.prelu(normalized.reshape(-1, self.dim), self.act.weight).view(tokens.shape)

@@ -23,6 +23,7 @@ from torch import nn
 
 __all__ = [
     "CHUNK_ELEMENTS",
+    "INFERENCE_FAST_PATH",
     "inference_fast_path",
     "map_voxel_rows",
     "to_channels_last",
@@ -31,8 +32,13 @@ __all__ = [
 ]
 
 #: Number of float elements of the widest intermediate tensor per block of voxel rows in
-#: :func:`map_voxel_rows` (2**19 floats = 2 MiB in float32: fits a CPU's L2/L3 cache).
-CHUNK_ELEMENTS = 1 << 19
+#: :func:`map_voxel_rows` (2**20 floats = 4 MiB in float32: stays in a CPU's L2/L3 cache, and
+#: blocks are long enough for efficient matrix products).
+CHUNK_ELEMENTS = 1 << 20
+
+
+#: Set to False to run inference through the plain whole-tensor code (for comparisons).
+INFERENCE_FAST_PATH = True
 
 
 def to_channels_last(volume: torch.Tensor) -> torch.Tensor:
@@ -54,9 +60,10 @@ def inference_fast_path(module: nn.Module) -> bool:
     """True when ``module`` may use its in-place, cache-blocked inference code.
 
     That is in eval mode with autograd off (``torch.no_grad()`` / ``torch.inference_mode()``);
-    otherwise modules run the plain whole-tensor code that autograd can differentiate.
+    otherwise modules run the plain whole-tensor code that autograd can differentiate. Both
+    compute the same function. :data:`INFERENCE_FAST_PATH` = False turns the fast code off.
     """
-    return not module.training and not torch.is_grad_enabled()
+    return INFERENCE_FAST_PATH and not module.training and not torch.is_grad_enabled()
 
 
 def map_voxel_rows(

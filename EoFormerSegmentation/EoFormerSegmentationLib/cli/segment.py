@@ -1,0 +1,129 @@
+"""``eoformer segment``: WT / TC / ET from four MRI sequences, written as a file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Optional
+
+from EoFormerSegmentationLib.errors import InputError
+
+__all__ = ["add_arguments", "run", "progress_reporter"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--t1", required=True, help="T1 image file or DICOM series folder")
+    parser.add_argument(
+        "--t1ce", required=True, help="T1 with contrast (reference grid of the output)"
+    )
+    parser.add_argument("--t2", required=True, help="T2 image")
+    parser.add_argument("--flair", required=True, help="T2-FLAIR image")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="OUT.seg.nrrd (Slicer segmentation) or a label map (.nii.gz, .nii, .nrrd, .mha)",
+    )
+    parser.add_argument("--model", help="model checkpoint (default: the bundled model)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    parser.add_argument(
+        "--tta", action="store_true", help="test-time augmentation: average 8 flips (8x slower)"
+    )
+    parser.add_argument(
+        "--register",
+        action="store_true",
+        help="rigidly co-register T1, T2 and FLAIR to the T1ce first",
+    )
+    parser.add_argument(
+        "--label-convention",
+        default="brats2020",
+        choices=["brats2020", "brats2023"],
+        help="label values of a label-map output: brats2020 (1 NCR, 2 ED, 4 ET, "
+        "default) or brats2023 (ET = 3)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--json", metavar="REPORT", help="also write the report to this file")
+    parser.add_argument(
+        "--overlap", type=float, default=0.5, help="sliding-window overlap fraction (default 0.5)"
+    )
+    parser.add_argument(
+        "--sw-batch-size", type=int, help="windows per forward pass (default 1 on CPU, 4 on CUDA)"
+    )
+    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    parser.add_argument(
+        "--progress",
+        default="auto",
+        choices=["auto", "lines", "none"],
+        help="auto: progress bar; lines: 'EOFORMER-PROGRESS <fraction> "
+        "<message>' lines on stderr (for other programs); none",
+    )
+
+
+def progress_reporter(mode: str) -> tuple:
+    """A (fraction, message) callback for the chosen mode, and a function to close it."""
+    if mode == "none":
+        return None, lambda: None
+    if mode == "lines":
+
+        def report(fraction: float, message: str) -> None:
+            print(f"EOFORMER-PROGRESS {fraction:.4f} {message}", file=sys.stderr, flush=True)
+
+        return report, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, unit="%", file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}")
+
+    def update(fraction: float, message: str) -> None:
+        bar.set_description(message[:40].ljust(40))
+        bar.n = int(round(100 * fraction))
+        bar.refresh()
+
+    return update, bar.close
+
+
+def run(args: argparse.Namespace) -> int:
+    from EoFormerSegmentationLib.engine import segment_files
+
+    if not 0.0 <= args.overlap < 1.0:
+        raise InputError(f"--overlap {args.overlap}: expected a fraction in [0, 1)")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(max(int(args.threads), 1))
+    progress: Optional[Callable[[float, str], None]]
+    progress, close = progress_reporter(args.progress)
+    try:
+        result = segment_files(
+            args.t1,
+            args.t1ce,
+            args.t2,
+            args.flair,
+            args.output,
+            model_path=args.model,
+            device=args.device,
+            tta=args.tta,
+            register=args.register,
+            label_convention=args.label_convention,
+            overwrite=args.overwrite,
+            overlap=args.overlap,
+            sw_batch_size=args.sw_batch_size,
+            progress=progress,
+        )
+    finally:
+        close()
+    report = result.report()
+    for note in result.notes:
+        print(f"eoformer segment: {note}", file=sys.stderr)
+    if args.json:
+        from EoFormerSegmentationLib.models import atomic_write
+
+        with atomic_write(args.json) as temporary:
+            temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    volumes = ", ".join(f"{k} {v:.1f} mL" for k, v in result.volumes_ml.items())
+    print(
+        f"wrote {result.output} ({volumes}; model {result.model_name}; "
+        f"{result.device}; {result.timings_s['total']:.1f} s)",
+        file=sys.stderr,
+    )
+    print(json.dumps(report))
+    return 0

@@ -1,0 +1,371 @@
+"""The segmentation pipeline that the command line, the Slicer module and the benchmark share.
+
+Four MRI sequences in; WT / TC / ET out on the grid of the T1ce, exactly (same size, spacing,
+origin and direction), as a Slicer segmentation or a BraTS label map.
+
+Steps: read and check the images -> (optional) rigid co-registration to the T1ce -> resample
+onto the network grid (1 mm, RAS) -> z-score over the brain, crop to the brain, pad to a
+multiple of 16 -> fused EoFormer over a Gaussian-blended sliding window -> sigmoid
+probabilities resampled (linearly) back onto the T1ce grid -> threshold, nesting and cleanup ->
+write.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from EoFormerSegmentationLib.errors import InputError
+from EoFormerSegmentationLib.geometry import (
+    array_to_image,
+    image_to_array,
+    network_grid,
+    resample_onto,
+)
+from EoFormerSegmentationLib.labels import CONVENTIONS, REGIONS, regions_to_labels
+from EoFormerSegmentationLib.models import LoadedModel, default_model_path, load_checkpoint
+from EoFormerSegmentationLib.postprocessing import PostprocessingSettings, postprocess_regions
+from EoFormerSegmentationLib.preprocessing import (
+    brain_bounding_box,
+    normalize_intensity,
+    pad_to_multiple,
+)
+from EoFormerSegmentationLib.segmentation_file import (
+    output_kind,
+    write_label_map,
+    write_seg_nrrd,
+)
+from EoFormerSegmentationLib.volumes import SEQUENCES, read_sequences
+
+__all__ = ["SegmentationResult", "segment_images", "segment_files", "NOT_FOR_CLINICAL_USE"]
+
+NOT_FOR_CLINICAL_USE = "Research software, not for clinical use."
+PathLike = Union[str, "os.PathLike[str]"]
+ProgressCallback = Optional[Callable[[float, str], None]]
+
+
+@dataclass
+class SegmentationResult:
+    """What one segmentation produced.
+
+    Attributes:
+        label_map: ``uint8`` BraTS label map on the T1ce grid (convention in ``convention``).
+        regions: ``WT`` / ``TC`` / ``ET`` -> ``uint8`` 0/1 images on the T1ce grid.
+        volumes_ml: volume of each region, mL.
+        timings_s: seconds spent in each stage.
+        device: the device the network ran on (``cpu``, ``cuda``...).
+        model_name: name of the model (also written into the output file).
+        model_sha256: SHA-256 of the model file.
+        convention: label convention of ``label_map``.
+        output: the written file, if any.
+        notes: messages for the user (for example a fallback from GPU to CPU).
+    """
+
+    label_map: sitk.Image
+    regions: Dict[str, sitk.Image]
+    volumes_ml: Dict[str, float]
+    timings_s: Dict[str, float]
+    device: str
+    model_name: str
+    model_sha256: str
+    convention: str
+    output: Optional[Path] = None
+    notes: List[str] = field(default_factory=list)
+
+    def report(self) -> Dict[str, Any]:
+        """JSON-serialisable summary (volumes in mL, timings in s, device, model)."""
+        return {
+            "output": str(self.output) if self.output else None,
+            "volumes_ml": {k: round(v, 3) for k, v in self.volumes_ml.items()},
+            "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
+            "device": self.device,
+            "model": {"name": self.model_name, "sha256": self.model_sha256},
+            "label_convention": self.convention,
+            "notes": list(self.notes),
+            "disclaimer": NOT_FOR_CLINICAL_USE,
+        }
+
+
+class _Stages:
+    """Times stages and reports progress."""
+
+    def __init__(self, progress: ProgressCallback):
+        self.progress = progress
+        self.timings: Dict[str, float] = {}
+        self._name: Optional[str] = None
+        self._start = 0.0
+
+    def start(self, name: str, fraction: float, message: str) -> None:
+        self.stop()
+        self._name, self._start = name, time.perf_counter()
+        if self.progress is not None:
+            self.progress(fraction, message)
+
+    def stop(self) -> None:
+        if self._name is not None:
+            elapsed = time.perf_counter() - self._start
+            self.timings[self._name] = self.timings.get(self._name, 0.0) + elapsed
+            self._name = None
+
+
+def _run_network(
+    loaded: LoadedModel,
+    volume: np.ndarray,
+    device_request: str,
+    tta: bool,
+    overlap: float,
+    sw_batch_size: Optional[int],
+    progress: ProgressCallback,
+    should_cancel: Optional[Callable[[], bool]],
+    notes: List[str],
+):
+    import torch
+
+    from EoFormerSegmentationLib.inference import predict_probabilities, select_device
+
+    device = select_device(device_request)
+    model = loaded.model
+    if not getattr(model, "is_fused", False):
+        model.fuse()
+
+    def scaled(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(0.25 + 0.6 * fraction, message)
+
+    try:
+        probabilities = predict_probabilities(
+            model,
+            volume,
+            device,
+            overlap=overlap,
+            sw_batch_size=sw_batch_size,
+            tta=tta,
+            progress=scaled,
+            should_cancel=should_cancel,
+        )
+    except torch.cuda.OutOfMemoryError:
+        model.to("cpu")
+        torch.cuda.empty_cache()
+        message = "the GPU ran out of memory; the segmentation was finished on the CPU"
+        notes.append(message)
+        if progress is not None:
+            progress(0.25, message)
+        device = torch.device("cpu")
+        probabilities = predict_probabilities(
+            model,
+            volume,
+            device,
+            overlap=overlap,
+            sw_batch_size=1,
+            tta=tta,
+            progress=scaled,
+            should_cancel=should_cancel,
+        )
+    return probabilities, str(device)
+
+
+def segment_images(
+    images: Mapping[str, sitk.Image],
+    loaded: LoadedModel,
+    *,
+    device: str = "auto",
+    tta: bool = False,
+    register: bool = False,
+    label_convention: str = "brats2020",
+    overlap: float = 0.5,
+    sw_batch_size: Optional[int] = None,
+    postprocessing: Optional[PostprocessingSettings] = None,
+    progress: ProgressCallback = None,
+    should_cancel: Optional[Callable[[], bool]] = None,
+) -> SegmentationResult:
+    """Segment four images already in memory.
+
+    Args:
+        images: ``t1``, ``t1ce``, ``t2``, ``flair`` -> ``float32`` images (left unchanged).
+        loaded: the model (from :func:`~EoFormerSegmentationLib.models.load_checkpoint`).
+        device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
+        tta: average the predictions of the 8 flips along x, y and z (8 times slower).
+        register: rigidly align T1, T2 and FLAIR to the T1ce first (mutual information).
+        label_convention: ``brats2020`` (ET = 4) or ``brats2023`` (ET = 3) for the label map.
+        overlap: sliding-window overlap fraction.
+        sw_batch_size: windows per forward pass (default 1 on CPU, 4 on CUDA).
+        postprocessing: thresholds and cleanup (defaults when ``None``).
+        progress: called with (fraction 0-1, message).
+        should_cancel: polled during the work; returning True raises ``Cancelled``.
+
+    Returns:
+        A :class:`SegmentationResult` on the T1ce's grid.
+    """
+    if label_convention not in CONVENTIONS:
+        raise InputError(f"--label-convention {label_convention}: expected one of {CONVENTIONS}")
+    stages = _Stages(progress)
+    notes: List[str] = []
+    reference = images["t1ce"]
+    grid = network_grid(reference)
+
+    transforms: Dict[str, Optional[sitk.Transform]] = {key: None for key in SEQUENCES}
+    if register:
+        from EoFormerSegmentationLib.registration import register_rigid
+
+        for index, key in enumerate(("t1", "t2", "flair")):
+            if should_cancel is not None and should_cancel():
+                from EoFormerSegmentationLib.errors import Cancelled
+
+                raise Cancelled("segmentation cancelled")
+            stages.start("register", 0.05 + 0.05 * index, f"registering {key} to t1ce")
+            transforms[key] = register_rigid(reference, images[key])
+
+    stages.start("resample", 0.2, "resampling onto the network grid")
+    volume = np.stack(
+        [
+            image_to_array(resample_onto(images[key], grid, transform=transforms[key]))
+            for key in SEQUENCES
+        ]
+    )
+    stages.start("preprocess", 0.23, "normalising intensities")
+    box = brain_bounding_box(volume, margin=8)
+    normalized = normalize_intensity(volume)[(slice(None), *box)]
+    padded, undo = pad_to_multiple(normalized, 16)
+    del volume
+
+    stages.start("network", 0.25, "running the network")
+    probabilities_padded, device_used = _run_network(
+        loaded, padded, device, tta, overlap, sw_batch_size, progress, should_cancel, notes
+    )
+    stages.start("postprocess", 0.86, "post-processing")
+    probabilities = np.zeros((3, *grid.GetSize()), dtype=np.float32)
+    probabilities[(slice(None), *box)] = probabilities_padded[undo]
+    probabilities_reference = np.stack(
+        [
+            image_to_array(resample_onto(array_to_image(probabilities[channel], grid), reference))
+            for channel in range(3)
+        ]
+    )
+    voxel_volume_ml = float(np.prod(reference.GetSpacing())) / 1000.0
+    masks = postprocess_regions(probabilities_reference, voxel_volume_ml, postprocessing)
+    label = regions_to_labels(masks, label_convention)
+    label_image = array_to_image(label, reference)
+    region_images = {
+        region: array_to_image(masks[index].astype(np.uint8), reference)
+        for index, region in enumerate(REGIONS)
+    }
+    volumes = {
+        region: float(masks[index].sum()) * voxel_volume_ml for index, region in enumerate(REGIONS)
+    }
+    stages.stop()
+    return SegmentationResult(
+        label_map=label_image,
+        regions=region_images,
+        volumes_ml=volumes,
+        timings_s=stages.timings,
+        device=device_used,
+        model_name=loaded.name,
+        model_sha256=loaded.sha256,
+        convention=label_convention,
+        notes=notes,
+    )
+
+
+def _check_output(output: Path, inputs: Mapping[str, PathLike], overwrite: bool) -> str:
+    kind = output_kind(output)
+    for key, path in inputs.items():
+        if Path(path).exists() and output.exists() and os.path.samefile(output, path):
+            raise InputError(f"{output}: the output is the {key} input; choose another file")
+    if output.exists() and not overwrite:
+        raise InputError(f"{output}: the output file exists; use --overwrite to replace it")
+    if output.exists() and output.is_dir():
+        raise InputError(f"{output}: is a folder; give an output file name")
+    if not output.parent.exists():
+        raise InputError(f"{output}: the folder {output.parent} does not exist")
+    return kind
+
+
+def segment_files(
+    t1: PathLike,
+    t1ce: PathLike,
+    t2: PathLike,
+    flair: PathLike,
+    output: Optional[PathLike] = None,
+    *,
+    model_path: Optional[PathLike] = None,
+    device: str = "auto",
+    tta: bool = False,
+    register: bool = False,
+    label_convention: str = "brats2020",
+    overwrite: bool = False,
+    overlap: float = 0.5,
+    sw_batch_size: Optional[int] = None,
+    postprocessing: Optional[PostprocessingSettings] = None,
+    progress: ProgressCallback = None,
+    should_cancel: Optional[Callable[[], bool]] = None,
+) -> SegmentationResult:
+    """Segment four image files and (optionally) write the result.
+
+    Args:
+        t1, t1ce, t2, flair: image files or DICOM series folders (never modified).
+        output: ``.seg.nrrd`` (Slicer segmentation with three overlapping segments) or a
+            label-map file (``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``); nothing is written
+            when ``None``. Written atomically.
+        model_path: checkpoint; the bundled model when ``None``.
+        overwrite: replace an existing ``output`` (refused otherwise).
+        Other arguments: see :func:`segment_images`.
+
+    Returns:
+        The :class:`SegmentationResult` (``output`` set when a file was written).
+
+    Raises:
+        InputError: bad input (named in the message); nothing is written then.
+    """
+    started = time.perf_counter()
+    inputs = {"t1": t1, "t1ce": t1ce, "t2": t2, "flair": flair}
+    kind = None
+    if output is not None:
+        output = Path(output)
+        kind = _check_output(output, inputs, overwrite)
+    if model_path is None:
+        model_path = default_model_path()
+        if model_path is None:
+            raise InputError("no model given (--model) and no bundled model is installed")
+    images = read_sequences(inputs)
+    read_seconds = time.perf_counter() - started
+    if progress is not None:
+        progress(0.02, "loading the model")
+    load_started = time.perf_counter()
+    loaded = load_checkpoint(model_path)
+    load_seconds = time.perf_counter() - load_started
+    result = segment_images(
+        images,
+        loaded,
+        device=device,
+        tta=tta,
+        register=register,
+        label_convention=label_convention,
+        overlap=overlap,
+        sw_batch_size=sw_batch_size,
+        postprocessing=postprocessing,
+        progress=progress,
+        should_cancel=should_cancel,
+    )
+    result.timings_s = {"read": read_seconds, "load_model": load_seconds, **result.timings_s}
+    if output is not None:
+        if progress is not None:
+            progress(0.97, f"writing {output.name}")
+        write_started = time.perf_counter()
+        if kind == "segmentation":
+            write_seg_nrrd(output, result.regions, result.model_name, result.model_sha256)
+        else:
+            write_label_map(
+                output, result.label_map, label_convention, result.model_name, result.model_sha256
+            )
+        result.output = output
+        result.timings_s["write"] = time.perf_counter() - write_started
+    result.timings_s["total"] = time.perf_counter() - started
+    if progress is not None:
+        progress(1.0, "done")
+    return result

@@ -1,0 +1,145 @@
+"""Reading and checking the four input MRI sequences.
+
+Any format SimpleITK reads (NIfTI, NRRD, MHA, ...) or a folder holding one DICOM series.
+Images are kept in SimpleITK's physical space (LPS, mm); nothing here changes the files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, Mapping, Tuple, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from EoFormerSegmentationLib.errors import InputError
+
+__all__ = ["SEQUENCES", "SEQUENCE_NAMES", "read_image", "read_sequences", "physical_bounds"]
+
+SEQUENCES = ("t1", "t1ce", "t2", "flair")
+"""Sequence keys, in the channel order of the network."""
+
+SEQUENCE_NAMES = {"t1": "T1", "t1ce": "T1ce", "t2": "T2", "flair": "FLAIR"}
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _read_dicom_series(folder: Path) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    series = reader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise InputError(f"{folder}: the folder holds no DICOM series")
+    if len(series) > 1:
+        raise InputError(
+            f"{folder}: the folder holds {len(series)} DICOM series; give a folder with one series"
+        )
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
+    return reader.Execute()
+
+
+def read_image(path: PathLike, label: str = "image") -> sitk.Image:
+    """Read one 3D scalar image and check its values.
+
+    Args:
+        path: an image file or a folder with one DICOM series.
+        label: what the image is (e.g. "T1ce"), used in error messages.
+
+    Returns:
+        The image as ``float32``.
+
+    Raises:
+        InputError: the file is missing or unreadable, not 3D, not scalar, contains NaN or
+            infinite values, or is all zero. The message names the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: {label} file not found")
+    try:
+        image = _read_dicom_series(path) if path.is_dir() else sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+        raise InputError(f"{path}: cannot read the {label} image ({first_line})") from error
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(
+            f"{path}: the {label} image has {image.GetNumberOfComponentsPerPixel()} components "
+            "per voxel; expected a scalar (grey-level) image"
+        )
+    dimension = image.GetDimension()
+    if dimension == 4 and image.GetSize()[3] == 1:
+        image = image[:, :, :, 0]
+        dimension = 3
+    if dimension != 3:
+        raise InputError(
+            f"{path}: the {label} image is {dimension}D (size {image.GetSize()}); expected a "
+            "3D volume"
+        )
+    if min(image.GetSize()) < 2:
+        raise InputError(
+            f"{path}: the {label} image is a single slice (size {image.GetSize()}); expected a "
+            "3D volume"
+        )
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    values = sitk.GetArrayViewFromImage(image)
+    if not np.isfinite(values).all():
+        count = int((~np.isfinite(values)).sum())
+        raise InputError(f"{path}: the {label} image has {count} NaN or infinite voxels")
+    if not np.any(values):
+        raise InputError(f"{path}: the {label} image is all zero")
+    return image
+
+
+def physical_bounds(image: sitk.Image) -> Tuple[np.ndarray, np.ndarray]:
+    """Lower and upper corners (LPS, mm) of the box covering the image's voxels."""
+    size = np.array(image.GetSize())
+    corners = []
+    for corner in np.ndindex(2, 2, 2):
+        index = np.where(np.array(corner) == 1, size - 0.5, -0.5)
+        corners.append(image.TransformContinuousIndexToPhysicalPoint(index.tolist()))
+    corners = np.array(corners)
+    return corners.min(axis=0), corners.max(axis=0)
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return first.resolve() == second.resolve()
+
+
+def read_sequences(paths: Mapping[str, PathLike]) -> Dict[str, sitk.Image]:
+    """Read T1, T1ce, T2 and FLAIR and check them against each other.
+
+    Args:
+        paths: sequence key (``t1``, ``t1ce``, ``t2``, ``flair``) -> file or DICOM folder.
+
+    Returns:
+        Sequence key -> ``float32`` image, in :data:`SEQUENCES` order.
+
+    Raises:
+        InputError: a sequence is missing, the same file is given twice, an image is bad
+            (see :func:`read_image`), or an image does not overlap the T1ce in space.
+    """
+    missing = [SEQUENCE_NAMES[key] for key in SEQUENCES if not paths.get(key)]
+    if missing:
+        raise InputError(f"missing input sequence(s): {', '.join(missing)}")
+    resolved = {key: Path(paths[key]) for key in SEQUENCES}
+    for index, first in enumerate(SEQUENCES):
+        for second in SEQUENCES[index + 1 :]:
+            if resolved[first].exists() and _same_file(resolved[first], resolved[second]):
+                raise InputError(
+                    f"{resolved[first]}: the same file is given as {SEQUENCE_NAMES[first]} and "
+                    f"{SEQUENCE_NAMES[second]}; four different sequences are needed"
+                )
+    images = {key: read_image(resolved[key], SEQUENCE_NAMES[key]) for key in SEQUENCES}
+    low_ref, high_ref = physical_bounds(images["t1ce"])
+    for key in ("t1", "t2", "flair"):
+        low, high = physical_bounds(images[key])
+        overlap = np.minimum(high, high_ref) - np.maximum(low, low_ref)
+        if np.any(overlap <= 0):
+            raise InputError(
+                f"{resolved[key]}: the {SEQUENCE_NAMES[key]} image does not overlap the T1ce "
+                f"image in physical space ({resolved['t1ce']}); check that both belong to the "
+                "same patient and study"
+            )
+    return images

@@ -135,7 +135,7 @@ def _region_of_segment(segment: Dict[str, object]) -> Optional[str]:
     return None
 
 
-def read_seg_nrrd(path: PathLike) -> Dict[str, sitk.Image]:
+def read_seg_nrrd(path: PathLike, require_all: bool = True) -> Dict[str, sitk.Image]:
     """Read WT / TC / ET from a ``.seg.nrrd`` (for example one corrected in 3D Slicer).
 
     Segments are matched by id, name (``Whole tumor``, ``Tumor core``, ``Enhancing tumor``)
@@ -143,12 +143,15 @@ def read_seg_nrrd(path: PathLike) -> Dict[str, sitk.Image]:
 
     Args:
         path: the segmentation file.
+        require_all: refuse a file that lacks one of the three regions; when False, only the
+            regions present are returned (the caller decides what an absent region means).
 
     Returns:
         Region id -> ``uint8`` 0/1 image on the segmentation's grid.
 
     Raises:
-        InputError: unreadable file, or one of the three regions missing.
+        InputError: unreadable file, or (with ``require_all``) one of the three regions
+            missing.
     """
     import slicerio
 
@@ -172,7 +175,7 @@ def read_seg_nrrd(path: PathLike) -> Dict[str, sitk.Image]:
         image.SetOrigin(ijk_to_lps[:3, 3].tolist())
         found[region] = image
     missing = [s["name"] for s in SEGMENTS if s["id"] not in found]
-    if missing:
+    if missing and require_all:
         raise InputError(
             f"{path}: segment(s) {', '.join(missing)} not found; expected segments named "
             "Whole tumor, Tumor core and Enhancing tumor"

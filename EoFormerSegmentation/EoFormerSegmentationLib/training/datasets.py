@@ -476,7 +476,7 @@ def _label_from_segmentation(path: Path, grid, source: str) -> np.ndarray:
     from EoFormerSegmentationLib.segmentation_file import read_seg_nrrd
 
     try:
-        segments = read_seg_nrrd(path)
+        segments = read_seg_nrrd(path, require_all=False)
     except InputError:
         raise
     except Exception as error:

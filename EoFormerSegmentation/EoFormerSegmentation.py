@@ -1,0 +1,1803 @@
+"""EoFormer Segmentation: brain-tumor segmentation from four MRI sequences in 3D Slicer.
+
+The module is thin: it writes the four input volumes to a temporary folder, runs the shared
+engine (``python -m EoFormerSegmentationLib segment``, the same code as the ``eoformer``
+command line) in a background process with Slicer's Python, and writes the result back as
+three segments (Whole tumor, Tumor core, Enhancing tumor). Fine-tuning runs
+``eoformer finetune`` the same way.
+
+Coordinates: Slicer nodes are in RAS; files are written by Slicer's own writers (NRRD, LPS on
+disk). The engine returns a BraTS 2020 label map (1 NCR, 2 ED, 4 ET) on the T1ce grid.
+"""
+
+import contextlib
+import enum
+import json
+import logging
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Callable, Dict, List, Optional
+
+import numpy as np
+import qt
+import vtk
+
+import slicer
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+# The engine package lives next to this file; its labels and models modules need only numpy
+# and the standard library, so they import before PyTorch is installed.
+from EoFormerSegmentationLib import labels as eoformerLabels
+from EoFormerSegmentationLib import models as eoformerModels
+
+__all__ = [
+    "EoFormerSegmentation",
+    "EoFormerSegmentationParameterNode",
+    "EoFormerSegmentationWidget",
+    "EoFormerSegmentationLogic",
+    "EoFormerSegmentationTest",
+    "ComputeDevice",
+    "EngineProcess",
+    "EngineError",
+    "TaskOutcome",
+    "SegmentationResult",
+    "FineTuneResult",
+    "SEQUENCE_ROLES",
+    "registerSampleData",
+]
+
+SEQUENCE_ROLES = ("t1", "t1ce", "t2", "flair")
+"""Input roles, in the engine's channel order."""
+
+SEQUENCE_LABELS = {"t1": "T1", "t1ce": "T1ce", "t2": "T2", "flair": "FLAIR"}
+
+SEQUENCE_KEYWORDS = {
+    "t1": ("t1", "t1n", "t1w"),
+    "t1ce": ("t1ce", "t1c", "t1gd", "post", "t1post"),
+    "t2": ("t2", "t2w"),
+    "flair": ("flair", "t2f", "t2flair"),
+}
+"""Volume-name tokens that identify each sequence (lower case; see sequenceForVolumeName)."""
+
+SAMPLE_CATEGORY = "EoFormer"
+SAMPLE_NAME = "EoFormerGlioma1"
+SAMPLE_CASE = "TCGA-FG-6692"
+
+MODEL_ATTRIBUTE_NAME = "EoFormer.ModelName"
+MODEL_ATTRIBUTE_SHA256 = "EoFormer.ModelSha256"
+
+PAPER_CITATION = (
+    "She D., Zhang Y., Zhang Z., Li H., Yan Z., Sun X. EoFormer: Edge-oriented Transformer for "
+    "Brain Tumor Segmentation. MICCAI 2023, LNCS 14223, pp. 333-343. "
+    "doi:10.1007/978-3-031-43901-8_32"
+)
+
+
+#
+# EoFormerSegmentation
+#
+
+
+class EoFormerSegmentation(ScriptedLoadableModule):
+    """Module description shown in Slicer's module panel and Help & Acknowledgement section."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("EoFormer Segmentation")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["EoFormer for 3D Slicer contributors"]
+        self.parent.helpText = _(
+            """
+Segments a brain tumor (glioma) into three editable segments, <b>Whole tumor</b>,
+<b>Tumor core</b> and <b>Enhancing tumor</b>, from four MRI sequences: T1, T1 after contrast
+(T1ce), T2 and FLAIR, with the EoFormer network (She et al., MICCAI 2023).
+<ol>
+<li>Load the four volumes (or <i>Sample Data</i> &gt; EoFormer &gt; EoFormerGlioma1). They are
+picked from their names (t1, t1ce, t2, flair, ...) when the module opens; change any of them.</li>
+<li>Press <b>Apply</b>. The work runs in the background; <b>Cancel</b> stops it and leaves the
+scene as it was.</li>
+<li>Correct the segments in the Segment Editor. The <i>Fine-tune</i> section adapts the model to
+your corrected cases.</li>
+</ol>
+Every output names the model used: the segmentation's description and attributes, the results
+table and the log record the model's name and SHA-256.
+<p><b>Research software, not for clinical use.</b> The results have not been validated for
+diagnosis or treatment decisions.</p>
+"""
+        )
+        self.parent.acknowledgementText = _(
+            """
+EoFormer network: {citation}. The module runs the EoFormer engine of this extension
+(PyTorch, MONAI, SimpleITK). Sample data: TCGA glioma case TCGA-FG-6692 from The Cancer
+Imaging Archive (CC BY), preprocessed with BraTS Toolkit. Not for clinical use.
+"""
+        ).format(citation=PAPER_CITATION)
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+#
+# Sample data
+#
+
+
+def sampleDataFolder() -> Path:
+    """Folder of the sample case shipped with the module."""
+    return Path(__file__).resolve().parent / "Resources" / "SampleData"
+
+
+def registerSampleData() -> None:
+    """Register the sample case (four MRI volumes and a reference segmentation) in Sample Data.
+
+    The files ship with the module, so they are "downloaded" from local file URIs into
+    Slicer's cache; checksums let the cache notice when the extension is updated.
+    """
+    import SampleData
+
+    folder = sampleDataFolder()
+    files = [
+        (f"{SAMPLE_CASE}_{role}.nrrd", f"{SAMPLE_CASE}_{role}", "VolumeFile")
+        for role in SEQUENCE_ROLES
+    ]
+    files.append(
+        (f"{SAMPLE_CASE}_reference.seg.nrrd", f"{SAMPLE_CASE}_reference", "SegmentationFile")
+    )
+    paths = [folder / fileName for fileName, _nodeName, _fileType in files]
+    if not all(path.is_file() for path in paths):
+        logging.warning(f"EoFormer sample data is incomplete in {folder}; not registered")
+        return
+    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):
+        SampleData.SampleDataLogic.registerCustomSampleDataCategory(
+            SAMPLE_CATEGORY, title=_("EoFormer")
+        )
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category=SAMPLE_CATEGORY,
+        sampleName=SAMPLE_NAME,
+        thumbnailFileName=str(folder / f"{SAMPLE_CASE}.png"),
+        uris=[path.as_uri() for path in paths],
+        fileNames=[f"EoFormer-{fileName}" for fileName, _nodeName, _fileType in files],
+        nodeNames=[nodeName for _fileName, nodeName, _fileType in files],
+        loadFileTypes=[fileType for _fileName, _nodeName, fileType in files],
+        checksums=[f"SHA256:{eoformerModels.file_sha256(path)}" for path in paths],
+    )
+
+
+#
+# EoFormerSegmentationParameterNode
+#
+
+
+class ComputeDevice(enum.Enum):
+    """Where the engine runs (the value is the engine's ``--device`` argument)."""
+
+    AUTO = "auto"
+    GPU = "cuda"
+    CPU = "cpu"
+
+    def label(self) -> str:
+        """Text shown in the device selector."""
+        return {
+            ComputeDevice.AUTO: _("Auto (GPU if available)"),
+            ComputeDevice.GPU: _("GPU (CUDA)"),
+            ComputeDevice.CPU: _("CPU"),
+        }[self]
+
+
+@parameterNodeWrapper
+class EoFormerSegmentationParameterNode:
+    """The module's state, saved with the scene.
+
+    t1Volume, t1ceVolume, t2Volume, flairVolume - the four input MRI volumes.
+    outputSegmentation - segmentation that receives the three segments (None: create one).
+    modelPath - checkpoint file; empty for the bundled model.
+    device - where the engine runs.
+    testTimeAugmentation - average mirrored predictions.
+    coRegister - rigidly register T1, T2 and FLAIR to the T1ce first.
+    show3D - show the segments as surfaces in 3D.
+    fineTuneSegmentation - corrected segmentation added as a training case.
+    fineTuneIterations, fineTuneLearningRate - fine-tuning settings.
+    fineTuneModelName - file name (without .pt) of the next fine-tuned model.
+    """
+
+    t1Volume: vtkMRMLScalarVolumeNode
+    t1ceVolume: vtkMRMLScalarVolumeNode
+    t2Volume: vtkMRMLScalarVolumeNode
+    flairVolume: vtkMRMLScalarVolumeNode
+    outputSegmentation: vtkMRMLSegmentationNode
+    modelPath: str = ""
+    device: ComputeDevice = ComputeDevice.AUTO
+    testTimeAugmentation: bool = False
+    coRegister: bool = False
+    show3D: bool = False
+    fineTuneSegmentation: vtkMRMLSegmentationNode
+    fineTuneIterations: Annotated[int, WithinRange(1, 100000)] = 100
+    fineTuneLearningRate: Annotated[float, WithinRange(1e-6, 1e-2)] = 1e-4
+    fineTuneModelName: str = ""
+
+
+#
+# Results and background processes
+#
+
+
+class EngineError(RuntimeError):
+    """The engine failed. ``userError`` is True for bad input (a message for the user)."""
+
+    def __init__(self, message: str, userError: bool = False):
+        super().__init__(message)
+        self.userError = userError
+
+
+@dataclass
+class SegmentationResult:
+    """What a segmentation run produced.
+
+    Attributes:
+        segmentationNode: the segmentation holding the three segments.
+        volumesMl: segment name -> volume in mL (from the engine's report).
+        seconds: wall time of the whole run, from Apply to segments written, in seconds.
+        device: the device the engine used, as it reported it.
+        modelName, modelSha256: the model that produced the segments.
+        report: the engine's JSON report.
+    """
+
+    segmentationNode: object
+    volumesMl: Dict[str, float]
+    seconds: float
+    device: str
+    modelName: str
+    modelSha256: str
+    report: Dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class FineTuneResult:
+    """A fine-tuned model written into the user's model folder (checkpoint and its card)."""
+
+    modelPath: Path
+    card: Dict[str, object]
+    seconds: float
+
+
+@dataclass
+class TaskOutcome:
+    """How a background run ended.
+
+    Attributes:
+        status: ``"succeeded"``, ``"failed"`` or ``"cancelled"``.
+        result: :class:`SegmentationResult` or :class:`FineTuneResult` on success.
+        errorMessage: what went wrong, for the user.
+        userError: True when the engine rejected the input (a message, not a crash).
+    """
+
+    status: str
+    result: object = None
+    errorMessage: str = ""
+    userError: bool = False
+
+
+class EngineProcess:
+    """One run of the ``eoformer`` command line in a background process.
+
+    The process gets its own process group (session), so that Cancel also stops the Python
+    interpreter that Slicer's ``PythonSlicer`` launcher starts as its child. Its output is read
+    by a thread and handled on the main thread by a ``qt.QTimer``: progress lines
+    (``EOFORMER-PROGRESS <fraction> <message>``, or JSON lines ``{"progress": <fraction>,
+    "message": ...}``) go to ``onProgress``, every other line to ``onLog``, and
+    ``eoformer <command>: error: <message>`` is kept as the user-facing error.
+
+    Args:
+        arguments: the full command line (executable first).
+        environment: variables added to the current environment.
+        onProgress: called with (fraction 0-1, message).
+        onLog: called with each output line.
+        onExit: called once with this object when the process has ended and its output is read.
+    """
+
+    POLL_INTERVAL_MS = 100
+    KILL_GRACE_SECONDS = 4.0
+    PROGRESS_PATTERN = re.compile(r"^EOFORMER-PROGRESS\s+([-+0-9.eE]+)\s*(.*)$")
+    ERROR_PATTERN = re.compile(r"^eoformer [\w-]+: error: (.*)$")
+
+    def __init__(
+        self,
+        arguments: List[str],
+        environment: Optional[Dict[str, str]] = None,
+        onProgress: Optional[Callable[[float, str], None]] = None,
+        onLog: Optional[Callable[[str], None]] = None,
+        onExit: Optional[Callable[["EngineProcess"], None]] = None,
+    ):
+        self.arguments = [str(argument) for argument in arguments]
+        self.environment = dict(environment or {})
+        self.onProgress = onProgress
+        self.onLog = onLog
+        self.onExit = onExit
+        self.returnCode: Optional[int] = None
+        self.userError = ""
+        self.outputLines: List[str] = []
+        self.cancelled = False
+        self.finished = False
+        self._process = None
+        self._lines: queue.Queue[Optional[str]] = queue.Queue()
+        self._readerDone = False
+        self._cancelTime: Optional[float] = None
+        self._killed = False
+        self._timer = None
+
+    def start(self) -> None:
+        """Start the process and the polling timer."""
+        environment = os.environ.copy()
+        environment.update(self.environment)
+        options = dict(
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=environment,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+        )
+        if os.name == "nt":
+            options["creationflags"] = (
+                subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
+            )
+        else:
+            options["start_new_session"] = True
+        logging.info("EoFormer: " + subprocess.list2cmdline(self.arguments))
+        self._process = subprocess.Popen(self.arguments, **options)
+        threading.Thread(target=self._readOutput, daemon=True).start()
+        self._timer = qt.QTimer()
+        self._timer.setInterval(self.POLL_INTERVAL_MS)
+        self._timer.timeout.connect(self.poll)
+        self._timer.start()
+
+    def isRunning(self) -> bool:
+        """True until the process has ended and all its output was handled."""
+        return self._process is not None and not self.finished
+
+    def cancel(self) -> None:
+        """Ask the process to stop (SIGTERM / taskkill); it is killed if still alive after
+        :attr:`KILL_GRACE_SECONDS`."""
+        if not self.isRunning() or self.cancelled:
+            return
+        self.cancelled = True
+        self._cancelTime = time.monotonic()
+        self._signalProcessGroup(force=os.name == "nt")
+
+    def wait(self, timeoutSeconds: Optional[float] = None) -> None:
+        """Block until the process has ended (for scripts and tests; the GUI uses the timer).
+
+        Raises:
+            TimeoutError: still running after ``timeoutSeconds`` (the process is cancelled).
+        """
+        deadline = None if timeoutSeconds is None else time.monotonic() + timeoutSeconds
+        while not self.finished:
+            self.poll()
+            if self.finished:
+                break
+            if deadline is not None and time.monotonic() > deadline and not self.cancelled:
+                self.cancel()
+                self.wait()
+                raise TimeoutError(f"the engine did not finish within {timeoutSeconds:g} s")
+            time.sleep(0.05)
+
+    def poll(self) -> None:
+        """Handle new output; finish when the process has ended. Called by the timer."""
+        if self.finished or self._process is None:
+            return
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                self._readerDone = True
+            else:
+                self._handleLine(line)
+        exited = self._process.poll() is not None
+        if self.cancelled and not self._killed:
+            if time.monotonic() - self._cancelTime > self.KILL_GRACE_SECONDS:
+                # whatever ignored the polite request (the interpreter that the launcher
+                # started may outlive the launcher) is killed
+                self._killed = True
+                self._signalProcessGroup(force=True)
+        if exited and self._readerDone:
+            self._finish()
+
+    def _readOutput(self) -> None:
+        try:
+            for line in self._process.stdout:
+                self._lines.put(line.rstrip("\r\n"))
+        finally:
+            self._lines.put(None)
+
+    @classmethod
+    def parseProgress(cls, line: str) -> Optional[tuple]:
+        """(fraction, message) of a progress line, or None for any other line."""
+        progressMatch = cls.PROGRESS_PATTERN.match(line)
+        if progressMatch:
+            fraction, message = progressMatch.group(1), progressMatch.group(2).strip()
+        elif line.startswith("{") and '"progress"' in line:
+            try:
+                record = json.loads(line)
+                fraction, message = record["progress"], str(record.get("message", ""))
+            except (ValueError, KeyError, TypeError):
+                return None
+        else:
+            return None
+        try:
+            return min(max(float(fraction), 0.0), 1.0), message
+        except (TypeError, ValueError):
+            return None
+
+    def _handleLine(self, line: str) -> None:
+        self.outputLines.append(line)
+        progress = self.parseProgress(line)
+        if progress is not None:
+            if self.onProgress:
+                self.onProgress(*progress)
+            return
+        errorMatch = self.ERROR_PATTERN.match(line)
+        if errorMatch:
+            self.userError = errorMatch.group(1).strip()
+        if self.onLog:
+            self.onLog(line)
+
+    def _signalProcessGroup(self, force: bool) -> None:
+        if self._process is None:
+            return
+        if os.name == "nt":
+            subprocess.run(
+                ["taskkill", "/T", "/F", "/PID", str(self._process.pid)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                creationflags=subprocess.CREATE_NO_WINDOW,
+            )
+            return
+        try:
+            os.killpg(self._process.pid, signal.SIGKILL if force else signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _finish(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        self.returnCode = self._process.returncode
+        self._process.stdout.close()
+        self.finished = True
+        if self.onExit:
+            self.onExit(self)
+
+    def failureMessage(self) -> str:
+        """The user-facing error, or the last lines of output for an unexpected failure."""
+        if self.userError:
+            return self.userError
+        tail = "\n".join(self.outputLines[-15:])
+        return _("The EoFormer engine stopped with exit code {code}.").format(
+            code=self.returnCode
+        ) + (f"\n\n{tail}" if tail else "")
+
+
+#
+# EoFormerSegmentationWidget
+#
+
+
+class EoFormerSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The module panel: inputs, output, options, Apply/Cancel, results and fine-tuning."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._task: Optional[EngineProcess] = None
+        self._taskKind = ""
+        self._autoFillScheduled = False
+        self._updatingModelComboBox = False
+
+    def setup(self) -> None:
+        """Build the panel from the .ui file and connect it."""
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/EoFormerSegmentation.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = EoFormerSegmentationLogic()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
+
+        self.ui.applyButton.clicked.connect(self.onApplyButton)
+        self.ui.showModelCardButton.clicked.connect(self.onShowModelCard)
+        self.ui.modelComboBox.currentIndexChanged.connect(self.onModelSelected)
+        self.ui.show3DButton.toggled.connect(self.onShow3DToggled)
+        self.ui.addCaseButton.clicked.connect(self.onAddCase)
+        self.ui.removeCaseButton.clicked.connect(self.onRemoveCase)
+        self.ui.fineTuneButton.clicked.connect(self.onFineTuneButton)
+        self.ui.useBundledModelButton.clicked.connect(self.onUseBundledModel)
+
+        self.refreshModelList()
+        self.refreshFineTuneCases()
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        """Called when the application closes: stop a running process."""
+        if self._task is not None and self._task.isRunning():
+            self._task.cancel()
+            self._task.wait()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        """Called each time the user opens this module."""
+        self.initializeParameterNode()
+        self.refreshModelList()
+        self.refreshFineTuneCases()
+
+    def exit(self) -> None:
+        """Called each time the user opens a different module."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        """The scene is about to close: stop the run and forget the parameter node."""
+        if self._task is not None and self._task.isRunning():
+            self._task.cancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        """The scene was closed: start again with a fresh parameter node if shown."""
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def onNodeAdded(self, caller, event) -> None:
+        """Fill empty input selectors once the new node is set up (its name may come later)."""
+        if not self._autoFillScheduled:
+            self._autoFillScheduled = True
+            qt.QTimer.singleShot(0, self.autoFillInputs)
+
+    def initializeParameterNode(self) -> None:
+        """Make sure the parameter node exists and is observed; fill empty inputs."""
+        self.setParameterNode(self.logic.getParameterNode())
+        self.autoFillInputs()
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        """Connect the GUI to ``inputParameterNode`` (None disconnects)."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            # widgets with a "SlicerParameterName" property in the .ui are bound to the node
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
+        self.updateGUI()
+
+    def autoFillInputs(self) -> None:
+        """Fill the empty input selectors from volume names (t1, t1ce, t2, flair, ...)."""
+        self._autoFillScheduled = False
+        if not self._parameterNode:
+            return
+        current = self.currentInputVolumes()
+        matches = self.logic.matchInputVolumes(self.logic.candidateInputVolumes(), current)
+        for role, volumeNode in matches.items():
+            setattr(self._parameterNode, role + "Volume", volumeNode)
+
+    def currentInputVolumes(self) -> Dict[str, Optional[vtkMRMLScalarVolumeNode]]:
+        """The four selected volumes by role (None where nothing is selected)."""
+        if not self._parameterNode:
+            return {role: None for role in SEQUENCE_ROLES}
+        return {role: getattr(self._parameterNode, role + "Volume") for role in SEQUENCE_ROLES}
+
+    def updateGUI(self, caller=None, event=None) -> None:
+        """Enable buttons and set tooltips from the parameter node and the running task."""
+        running = self._task is not None and self._task.isRunning()
+        segmenting = running and self._taskKind == "segment"
+        fineTuning = running and self._taskKind == "finetune"
+
+        problems = self.logic.inputProblems(self.currentInputVolumes())
+        if segmenting:
+            self.ui.applyButton.setText(_("Cancel"))
+            self.ui.applyButton.setToolTip(_("Stop the segmentation; the scene stays as it was."))
+            self.ui.applyButton.setEnabled(True)
+        else:
+            self.ui.applyButton.setText(_("Apply"))
+            if fineTuning:
+                self.ui.applyButton.setToolTip(_("Wait for fine-tuning to finish or cancel it."))
+            elif problems:
+                self.ui.applyButton.setToolTip("\n".join(problems))
+            else:
+                self.ui.applyButton.setToolTip(
+                    _("Segment the whole tumor, tumor core and enhancing tumor.")
+                )
+            self.ui.applyButton.setEnabled(not problems and not fineTuning)
+
+        if fineTuning:
+            self.ui.fineTuneButton.setText(_("Cancel fine-tuning"))
+            self.ui.fineTuneButton.setEnabled(True)
+        else:
+            self.ui.fineTuneButton.setText(_("Fine-tune"))
+            casesAvailable = bool(self.logic.fineTuneCases())
+            self.ui.fineTuneButton.setEnabled(casesAvailable and not segmenting)
+            self.ui.fineTuneButton.setToolTip(
+                _("Fine-tune the selected model on the training cases.")
+                if casesAvailable
+                else _("Add at least one training case first.")
+            )
+        caseProblems = list(problems)
+        if not (self._parameterNode and self._parameterNode.fineTuneSegmentation):
+            caseProblems.append(_("Select the corrected segmentation"))
+        self.ui.addCaseButton.setEnabled(not caseProblems and not running)
+        self.ui.addCaseButton.setToolTip(
+            "\n".join(caseProblems)
+            if caseProblems
+            else _("Save the four input volumes and the corrected segmentation as a training case.")
+        )
+        self.ui.useBundledModelButton.setEnabled(not running)
+        self.ui.modelComboBox.setEnabled(not running)
+        self._selectModelInComboBox()
+
+    # Segmentation
+
+    def onApplyButton(self) -> None:
+        """Apply starts a segmentation; while one runs, the same button cancels it."""
+        if self._task is not None and self._task.isRunning():
+            self._task.cancel()
+            self.appendLog(_("Cancelling..."))
+            return
+        if not self.ensureDependencies():
+            return
+        parameters = self._parameterNode
+        with self.showErrors(_("Failed to start the segmentation.")):
+            self.ui.logTextEdit.clear()
+            self.ui.progressBar.setValue(0)
+            self.ui.progressBar.setFormat(_("Starting..."))
+            self._taskKind = "segment"
+            self._task = self.logic.startSegmentation(
+                self.currentInputVolumes(),
+                outputSegmentation=parameters.outputSegmentation,
+                modelPath=parameters.modelPath,
+                device=parameters.device.value,
+                testTimeAugmentation=parameters.testTimeAugmentation,
+                coRegister=parameters.coRegister,
+                onProgress=self.onSegmentationProgress,
+                onLog=self.appendLog,
+                onFinished=self.onSegmentationFinished,
+            )
+        self.updateGUI()
+
+    def onSegmentationProgress(self, fraction: float, message: str) -> None:
+        """Show engine progress in the progress bar."""
+        self.ui.progressBar.setValue(int(round(fraction * 1000)))
+        self.ui.progressBar.setFormat(f"{message} (%p%)" if message else "%p%")
+
+    def onSegmentationFinished(self, outcome: TaskOutcome) -> None:
+        """Show results, or the error, when the segmentation has ended."""
+        self._task = None
+        if outcome.status == "succeeded":
+            result = outcome.result
+            self.ui.progressBar.setValue(1000)
+            self.ui.progressBar.setFormat(_("Done"))
+            if self._parameterNode:
+                self._parameterNode.outputSegmentation = result.segmentationNode
+                if not self._parameterNode.fineTuneSegmentation:
+                    self._parameterNode.fineTuneSegmentation = result.segmentationNode
+            self.showResults(result)
+            if self._parameterNode and self._parameterNode.show3D:
+                self.logic.setShow3D(result.segmentationNode, True)
+        elif outcome.status == "cancelled":
+            self.ui.progressBar.setValue(0)
+            self.ui.progressBar.setFormat(_("Cancelled"))
+            self.appendLog(_("Cancelled; the scene was not changed."))
+        else:
+            self.ui.progressBar.setValue(0)
+            self.ui.progressBar.setFormat(_("Failed"))
+            self.appendLog(outcome.errorMessage)
+            title = _("Cannot segment") if outcome.userError else _("Segmentation failed")
+            slicer.util.errorDisplay(outcome.errorMessage, windowTitle=title)
+        self.updateGUI()
+
+    def showResults(self, result: SegmentationResult) -> None:
+        """Fill the results table: volumes (mL), time, device and model."""
+        values = [
+            *(
+                _("{volume:.2f} mL").format(volume=result.volumesMl.get(segment["name"], 0.0))
+                for segment in eoformerLabels.SEGMENTS
+            ),
+            _("{seconds:.1f} s").format(seconds=result.seconds),
+            result.device,
+            f"{result.modelName} ({result.modelSha256[:12]})",
+        ]
+        for row, value in enumerate(values):
+            self.ui.resultsTable.setItem(row, 1, qt.QTableWidgetItem(value))
+        self.ui.resultsCollapsibleButton.collapsed = False
+        self.appendLog(
+            _("Segmented in {seconds:.1f} s on {device} with model {model}.").format(
+                seconds=result.seconds, device=result.device, model=result.modelName
+            )
+        )
+
+    def onShow3DToggled(self, checked: bool) -> None:
+        """Show or hide the surfaces of the output segmentation."""
+        if self._parameterNode and self._parameterNode.outputSegmentation:
+            self.logic.setShow3D(self._parameterNode.outputSegmentation, checked)
+
+    def appendLog(self, text: str) -> None:
+        """Add a line to the log box and Slicer's log."""
+        self.ui.logTextEdit.appendPlainText(text)
+        logging.info(text)
+
+    @contextlib.contextmanager
+    def showErrors(self, title: str):
+        """Show an exception in an error dialog and the log instead of raising it.
+
+        ``ValueError`` is bad input: only its message is shown. Anything else also gets the
+        traceback as details.
+        """
+        try:
+            yield
+        except ValueError as error:
+            self.appendLog(f"{title} {error}")
+            slicer.util.errorDisplay(str(error), windowTitle=title)
+        except Exception as error:
+            logging.exception(title)
+            self.appendLog(f"{title} {error}")
+            slicer.util.errorDisplay(
+                f"{title}\n\n{error}", windowTitle=title, detailedText=traceback.format_exc()
+            )
+
+    # Models
+
+    def refreshModelList(self) -> None:
+        """List the bundled model, the fine-tuned models of the user's folder and a file choice."""
+        self._updatingModelComboBox = True
+        try:
+            self.ui.modelComboBox.clear()
+            for label, path in self.logic.availableModels():
+                self.ui.modelComboBox.addItem(label, path)
+            self.ui.modelComboBox.addItem(_("Model file..."), "<file>")
+        finally:
+            self._updatingModelComboBox = False
+        self._selectModelInComboBox()
+
+    def _selectModelInComboBox(self) -> None:
+        if self._parameterNode is None or not hasattr(self, "ui"):
+            return
+        wanted = self._parameterNode.modelPath
+        index = self.ui.modelComboBox.findData(wanted)
+        if index < 0:
+            self._updatingModelComboBox = True
+            try:
+                self.ui.modelComboBox.insertItem(
+                    self.ui.modelComboBox.findData("<file>"),
+                    _("File: {name}").format(name=Path(wanted).stem),
+                    wanted,
+                )
+            finally:
+                self._updatingModelComboBox = False
+            index = self.ui.modelComboBox.findData(wanted)
+        self._updatingModelComboBox = True
+        try:
+            self.ui.modelComboBox.setCurrentIndex(index)
+        finally:
+            self._updatingModelComboBox = False
+
+    def onModelSelected(self, index: int) -> None:
+        """Store the chosen model; "Model file..." asks for a checkpoint file."""
+        if self._updatingModelComboBox or self._parameterNode is None:
+            return
+        if not isinstance(index, int) or index < 0:  # only the currentIndexChanged(int) overload
+            return
+        path = self.ui.modelComboBox.itemData(index)
+        if path == "<file>":
+            path = qt.QFileDialog.getOpenFileName(
+                slicer.util.mainWindow(),
+                _("Choose an EoFormer model"),
+                str(eoformerModels.user_model_dir()),
+                _("EoFormer models (*.pt *.pth)"),
+            )
+            if not path:
+                self._selectModelInComboBox()
+                return
+        self._parameterNode.modelPath = path or ""
+
+    def onShowModelCard(self) -> None:
+        """Show the selected model's card (training data, metrics, provenance)."""
+        with self.showErrors(_("Cannot read the model card.")):
+            modelPath = self.logic.resolveModelPath(self._parameterNode.modelPath)
+            card = eoformerModels.read_model_card(modelPath)
+            text = self.logic.describeModelCard(modelPath, card)
+            slicer.util.infoDisplay(
+                text,
+                windowTitle=_("Model card"),
+                detailedText=json.dumps(card, indent=2, default=str),
+            )
+
+    def onUseBundledModel(self) -> None:
+        """Go back to the model that ships with the extension."""
+        if self._parameterNode:
+            self._parameterNode.modelPath = ""
+
+    # Dependencies
+
+    def ensureDependencies(self) -> bool:
+        """Install PyTorch, MONAI and the rest on first use, after the user agrees."""
+        missing = self.logic.missingDependencies()
+        if not missing:
+            return True
+        message = _(
+            "EoFormer needs these Python packages, which are not installed in Slicer yet:\n\n"
+            "{packages}\n\nInstall them now? PyTorch is a large download (up to a few GB with "
+            "GPU support) and installation can take several minutes."
+        ).format(packages=", ".join(missing))
+        if not slicer.util.confirmOkCancelDisplay(message, windowTitle=_("Install packages")):
+            self.appendLog(
+                _("Installation declined; EoFormer cannot run without {packages}.").format(
+                    packages=", ".join(missing)
+                )
+            )
+            return False
+        try:
+            with slicer.util.WaitCursor():
+                self.logic.installDependencies(self.resourcePath("requirements.txt"))
+        except Exception as error:
+            slicer.util.errorDisplay(
+                _(
+                    "Installing the packages failed: {error}\n\nYou can install them from "
+                    "Slicer's Python console with\nslicer.util.pip_install('torch monai nibabel')\n"
+                    "or install the PyTorch extension from the Extensions Manager, then restart "
+                    "Slicer."
+                ).format(error=error),
+                windowTitle=_("Installation failed"),
+            )
+            return False
+        still = self.logic.missingDependencies()
+        if still:
+            slicer.util.errorDisplay(
+                _(
+                    "These packages are still missing: {packages}. Restart Slicer and try again."
+                ).format(packages=", ".join(still)),
+                windowTitle=_("Installation incomplete"),
+            )
+            return False
+        return True
+
+    # Fine-tuning
+
+    def refreshFineTuneCases(self) -> None:
+        """List the saved training cases."""
+        self.ui.fineTuneCasesList.clear()
+        for caseFolder in self.logic.fineTuneCases():
+            item = qt.QListWidgetItem(caseFolder.name)
+            item.setToolTip(str(caseFolder))
+            self.ui.fineTuneCasesList.addItem(item)
+
+    def onAddCase(self) -> None:
+        """Save the current inputs and the corrected segmentation as a training case."""
+        with self.showErrors(_("Failed to add the training case.")), slicer.util.WaitCursor():
+            caseFolder = self.logic.addFineTuneCase(
+                self.currentInputVolumes(), self._parameterNode.fineTuneSegmentation
+            )
+            self.appendLog(_("Training case saved in {folder}").format(folder=caseFolder))
+        self.refreshFineTuneCases()
+        self.updateGUI()
+
+    def onRemoveCase(self) -> None:
+        """Delete the selected training case after confirmation."""
+        item = self.ui.fineTuneCasesList.currentItem()
+        if item is None:
+            return
+        caseFolder = self.logic.fineTuneCasesFolder() / item.text()
+        if not slicer.util.confirmOkCancelDisplay(
+            _("Delete the training case {name} from disk?").format(name=item.text()),
+            windowTitle=_("Remove case"),
+        ):
+            return
+        with self.showErrors(_("Failed to remove the training case.")):
+            self.logic.removeFineTuneCase(caseFolder)
+        self.refreshFineTuneCases()
+        self.updateGUI()
+
+    def onFineTuneButton(self) -> None:
+        """Start fine-tuning; while it runs, the same button cancels it."""
+        if self._task is not None and self._task.isRunning():
+            self._task.cancel()
+            self.appendLog(_("Cancelling fine-tuning..."))
+            return
+        if not self.ensureDependencies():
+            return
+        parameters = self._parameterNode
+        with self.showErrors(_("Failed to start fine-tuning.")):
+            self.ui.fineTuneProgressBar.setValue(0)
+            self.ui.fineTuneProgressBar.setFormat(_("Starting..."))
+            self.ui.fineTuneStatusLabel.setText("")
+            self._taskKind = "finetune"
+            self._task = self.logic.startFineTune(
+                modelPath=parameters.modelPath,
+                caseFolders=self.logic.fineTuneCases(),
+                iterations=parameters.fineTuneIterations,
+                learningRate=parameters.fineTuneLearningRate,
+                modelName=parameters.fineTuneModelName,
+                device=parameters.device.value,
+                onProgress=self.onFineTuneProgress,
+                onLog=self.appendLog,
+                onFinished=self.onFineTuneFinished,
+            )
+        self.updateGUI()
+
+    def onFineTuneProgress(self, fraction: float, message: str) -> None:
+        """Show fine-tuning progress and the latest loss."""
+        self.ui.fineTuneProgressBar.setValue(int(round(fraction * 1000)))
+        self.ui.fineTuneProgressBar.setFormat("%p%")
+        self.ui.fineTuneStatusLabel.setText(message)
+
+    def onFineTuneFinished(self, outcome: TaskOutcome) -> None:
+        """Select the new model, or report why there is none."""
+        self._task = None
+        if outcome.status == "succeeded":
+            result = outcome.result
+            self.ui.fineTuneProgressBar.setValue(1000)
+            self.ui.fineTuneProgressBar.setFormat(_("Done"))
+            self.ui.fineTuneStatusLabel.setText(
+                _("New model {name} selected ({seconds:.0f} s).").format(
+                    name=result.modelPath.stem, seconds=result.seconds
+                )
+            )
+            self.refreshModelList()
+            if self._parameterNode:
+                self._parameterNode.modelPath = str(result.modelPath)
+                self._parameterNode.fineTuneModelName = ""
+        elif outcome.status == "cancelled":
+            self.ui.fineTuneProgressBar.setValue(0)
+            self.ui.fineTuneProgressBar.setFormat(_("Cancelled"))
+            self.ui.fineTuneStatusLabel.setText(_("Cancelled; no model was written."))
+        else:
+            self.ui.fineTuneProgressBar.setValue(0)
+            self.ui.fineTuneProgressBar.setFormat(_("Failed"))
+            self.appendLog(outcome.errorMessage)
+            title = _("Cannot fine-tune") if outcome.userError else _("Fine-tuning failed")
+            slicer.util.errorDisplay(outcome.errorMessage, windowTitle=title)
+        self.updateGUI()
+
+
+#
+# EoFormerSegmentationLogic
+#
+
+
+class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
+    """Everything the module does, without widgets (usable from scripts and tests).
+
+    The engine runs in a separate process with Slicer's Python (``PythonSlicer``); this class
+    converts nodes to files and files back to segments.
+
+    Folders: ``EOFORMER_HOME`` (default: ``EoFormer`` beside Slicer's settings file) holds
+    ``models/`` (fine-tuned models, the same folder as ``eoformer`` uses when ``EOFORMER_HOME``
+    is set) and ``finetune-cases/`` (saved training cases).
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        if not os.environ.get("EOFORMER_HOME"):
+            settingsFolder = Path(slicer.app.slicerUserSettingsFilePath).parent
+            os.environ["EOFORMER_HOME"] = str(settingsFolder / "EoFormer")
+
+    def getParameterNode(self) -> EoFormerSegmentationParameterNode:
+        """The module's parameter node (created on first use)."""
+        return EoFormerSegmentationParameterNode(super().getParameterNode())
+
+    # Inputs
+
+    @staticmethod
+    def sequenceForVolumeName(name: str) -> Optional[str]:
+        """The sequence a volume name refers to, or None.
+
+        The name is split into lower-case alphanumeric tokens; a token equal to one of
+        :data:`SEQUENCE_KEYWORDS` matches that sequence. When several sequences match, the
+        longest keyword (the most specific) wins: ``t1ce`` beats ``t1``, ``flair`` beats ``t2``,
+        ``T1 post`` is a T1ce. A tie between different sequences gives None.
+
+        Args:
+            name: the node name, e.g. ``"BraTS20_Training_001_t1ce"``.
+        """
+        tokens = set(re.split(r"[^0-9a-z]+", name.lower()))
+        bestRole, bestLength, tie = None, 0, False
+        for role, keywords in SEQUENCE_KEYWORDS.items():
+            for keyword in keywords:
+                if keyword in tokens:
+                    if len(keyword) > bestLength:
+                        bestRole, bestLength, tie = role, len(keyword), False
+                    elif len(keyword) == bestLength and role != bestRole:
+                        tie = True
+        return None if tie else bestRole
+
+    @staticmethod
+    def candidateInputVolumes() -> List[vtkMRMLScalarVolumeNode]:
+        """Scalar volumes of the scene that a user could pick (no label maps, no hidden nodes)."""
+        volumeNodes = []
+        for volumeNode in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
+            if volumeNode.IsA("vtkMRMLLabelMapVolumeNode") or volumeNode.GetHideFromEditors():
+                continue
+            volumeNodes.append(volumeNode)
+        return volumeNodes
+
+    def matchInputVolumes(
+        self,
+        volumeNodes: List[vtkMRMLScalarVolumeNode],
+        current: Dict[str, Optional[vtkMRMLScalarVolumeNode]],
+    ) -> Dict[str, vtkMRMLScalarVolumeNode]:
+        """Volumes for the empty roles of ``current``, matched by name.
+
+        A volume already selected for another role is not used again; among several matches
+        the most recently added volume (last in ``volumeNodes``) is taken.
+
+        Args:
+            volumeNodes: candidates, in the order they were added to the scene.
+            current: role -> selected volume (None where empty).
+
+        Returns:
+            role -> volume, only for roles that were empty and have a match.
+        """
+        used = {node.GetID() for node in current.values() if node is not None}
+        matches = {}
+        for role in SEQUENCE_ROLES:
+            if current.get(role) is not None:
+                continue
+            for volumeNode in reversed(volumeNodes):
+                if volumeNode.GetID() in used:
+                    continue
+                if self.sequenceForVolumeName(volumeNode.GetName() or "") == role:
+                    matches[role] = volumeNode
+                    used.add(volumeNode.GetID())
+                    break
+        return matches
+
+    @staticmethod
+    def inputProblems(volumes: Dict[str, Optional[vtkMRMLScalarVolumeNode]]) -> List[str]:
+        """What keeps the four inputs from being used; an empty list when they are fine.
+
+        Args:
+            volumes: role -> selected volume.
+
+        Returns:
+            One sentence per problem: a missing sequence, or one volume picked twice.
+        """
+        problems = []
+        for role in SEQUENCE_ROLES:
+            if volumes.get(role) is None:
+                problems.append(
+                    _("Select the {sequence} volume").format(sequence=SEQUENCE_LABELS[role])
+                )
+        seen: Dict[str, str] = {}
+        for role in SEQUENCE_ROLES:
+            volumeNode = volumes.get(role)
+            if volumeNode is None:
+                continue
+            if volumeNode.GetID() in seen:
+                problems.append(
+                    _(
+                        "{first} and {second} are the same volume ({name}); pick four different volumes"
+                    ).format(
+                        first=SEQUENCE_LABELS[seen[volumeNode.GetID()]],
+                        second=SEQUENCE_LABELS[role],
+                        name=volumeNode.GetName(),
+                    )
+                )
+            else:
+                seen[volumeNode.GetID()] = role
+        return problems
+
+    def _checkInputs(self, volumes: Dict[str, Optional[vtkMRMLScalarVolumeNode]]) -> None:
+        problems = self.inputProblems(volumes)
+        if problems:
+            raise ValueError("; ".join(problems))
+        for role in SEQUENCE_ROLES:
+            volumeNode: vtkMRMLScalarVolumeNode = volumes[role]
+            if volumeNode.GetImageData() is None:
+                raise ValueError(
+                    _("The {sequence} volume {name} has no image data").format(
+                        sequence=SEQUENCE_LABELS[role], name=volumeNode.GetName()
+                    )
+                )
+            if volumeNode.GetParentTransformNode() is not None:
+                raise ValueError(
+                    _(
+                        "The {sequence} volume {name} is under a transform. Harden the transform "
+                        "first (Data module, right-click the volume, Harden transform)."
+                    ).format(sequence=SEQUENCE_LABELS[role], name=volumeNode.GetName())
+                )
+
+    # Files
+
+    @staticmethod
+    def writeVolumeFile(volumeNode: vtkMRMLScalarVolumeNode, path: Path) -> None:
+        """Write a volume with its geometry (uncompressed NRRD), leaving the node untouched.
+
+        A temporary copy is saved so that the input node's storage (file name, modified
+        state) does not change.
+        """
+        voxels = slicer.util.arrayFromVolume(volumeNode)
+        if voxels.ndim != 3:
+            raise ValueError(
+                _("{name} has {count} components per voxel; a scalar volume is needed").format(
+                    name=volumeNode.GetName(), count=voxels.shape[-1]
+                )
+            )
+        ijkToRas = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(ijkToRas)
+        temporaryNode: vtkMRMLScalarVolumeNode = slicer.mrmlScene.AddNewNodeByClass(
+            "vtkMRMLScalarVolumeNode", slicer.mrmlScene.GenerateUniqueName("EoFormerExport")
+        )
+        try:
+            temporaryNode.SetHideFromEditors(True)
+            temporaryNode.SetIJKToRASMatrix(ijkToRas)
+            slicer.util.updateVolumeFromArray(temporaryNode, voxels)
+            if not slicer.util.saveNode(temporaryNode, str(path), {"useCompression": 0}):
+                raise RuntimeError(_("Cannot write {path}").format(path=path))
+        finally:
+            EoFormerSegmentationLogic.removeNodeWithHelpers(temporaryNode)
+
+    @staticmethod
+    def removeNodeWithHelpers(node) -> None:
+        """Remove a temporary node and the display and storage nodes that readers and writers
+        created for it (the scene does not remove those by itself)."""
+        helpers = [node.GetDisplayNode(), node.GetStorageNode()]
+        slicer.mrmlScene.RemoveNode(node)
+        for helper in helpers:
+            if helper is not None:
+                slicer.mrmlScene.RemoveNode(helper)
+
+    @staticmethod
+    def findRegionSegment(segmentationNode: vtkMRMLSegmentationNode, segment: dict) -> str:
+        """ID of the segment for one of ``labels.SEGMENTS`` (by ID, then by name); "" if none."""
+        segmentation: slicer.vtkSegmentation = segmentationNode.GetSegmentation()
+        if segmentation.GetSegment(segment["id"]) is not None:
+            return segment["id"]
+        return segmentation.GetSegmentIdBySegmentName(segment["name"]) or ""
+
+    def writeRegionSegments(
+        self,
+        segmentationNode: vtkMRMLSegmentationNode,
+        regionMasks: np.ndarray,
+        referenceVolumeNode: vtkMRMLScalarVolumeNode,
+    ) -> None:
+        """Create or replace the Whole tumor, Tumor core and Enhancing tumor segments.
+
+        Other segments of the node are kept. Names, colors and terminology come from
+        ``EoFormerSegmentationLib.labels.SEGMENTS``.
+
+        Args:
+            segmentationNode: the node to update.
+            regionMasks: bool array ``(3, K, J, I)`` (WT, TC, ET) on the grid of
+                ``referenceVolumeNode`` (the axis order of ``slicer.util.arrayFromVolume``).
+            referenceVolumeNode: volume whose grid the masks are on.
+        """
+        segmentation: slicer.vtkSegmentation = segmentationNode.GetSegmentation()
+        for segmentSpec, mask in zip(eoformerLabels.SEGMENTS, regionMasks):
+            segmentId = self.findRegionSegment(segmentationNode, segmentSpec)
+            if not segmentId:
+                segmentId = segmentation.AddEmptySegment(
+                    segmentSpec["id"], segmentSpec["name"], segmentSpec["color"]
+                )
+            segment: slicer.vtkSegment = segmentation.GetSegment(segmentId)
+            segment.SetName(segmentSpec["name"])
+            segment.SetColor(*segmentSpec["color"])
+            terminology = eoformerLabels.segment_terminology(segmentSpec)
+            if hasattr(segment, "SetTerminology"):
+                segment.SetTerminology(terminology)
+            else:  # Slicer 5.6 and older keep the terminology in a tag
+                segment.SetTag(segment.GetTerminologyEntryTagName(), terminology)
+            slicer.util.updateSegmentBinaryLabelmapFromArray(
+                mask.astype(np.uint8), segmentationNode, segmentId, referenceVolumeNode
+            )
+
+    # Models
+
+    @staticmethod
+    def availableModels() -> List[tuple]:
+        """(label, path) of the models to choose from; the bundled model has path ""."""
+        bundledPath = eoformerModels.bundled_model_path()
+        bundledCard = eoformerModels.read_model_card(bundledPath) if bundledPath.is_file() else {}
+        bundledName = bundledCard.get("name") or eoformerModels.BUNDLED_MODEL_NAME
+        models = [(_("Bundled: {name}").format(name=bundledName), "")]
+        modelFolder = eoformerModels.user_model_dir()
+        if modelFolder.is_dir():
+            for path in sorted(modelFolder.glob("*.pt")):
+                if path.name.startswith("."):
+                    continue  # a partial write
+                models.append((_("Fine-tuned: {name}").format(name=path.stem), str(path)))
+        return models
+
+    @staticmethod
+    def resolveModelPath(modelPath: str) -> Path:
+        """The checkpoint file for a parameter value ("" is the bundled model)."""
+        if modelPath:
+            return Path(modelPath)
+        return eoformerModels.bundled_model_path()
+
+    @staticmethod
+    def describeModelCard(modelPath: Path, card: dict) -> str:
+        """A few lines about a model for the model-card dialog."""
+        if not card:
+            return _("{path}\n\nThis model has no model card.").format(path=modelPath)
+        lines = [str(card.get("name") or modelPath.stem)]
+        for key, title in (
+            ("description", _("Description")),
+            ("training_data", _("Training data")),
+            ("intended_use", _("Intended use")),
+            ("limitations", _("Limitations")),
+        ):
+            if card.get(key):
+                lines.append(f"{title}: {card[key]}")
+        if card.get("fine_tuning"):
+            lines.append(_("Fine-tuned from a parent model (see details)."))
+        if card.get("sha256"):
+            lines.append(f"SHA-256: {card['sha256']}")
+        lines.append(str(modelPath))
+        return "\n\n".join(lines)
+
+    # Dependencies
+
+    REQUIRED_MODULES = ("torch", "monai", "SimpleITK", "nibabel", "scipy")
+
+    def missingDependencies(self) -> List[str]:
+        """Python packages the engine needs that Slicer's Python cannot import."""
+        import importlib.util
+
+        return [name for name in self.REQUIRED_MODULES if importlib.util.find_spec(name) is None]
+
+    def installDependencies(self, requirementsPath: str) -> None:
+        """Install what is missing: PyTorch through the PyTorch Utils module when it is there
+        (it picks the CUDA build that fits the GPU), the rest from ``requirements.txt``.
+
+        Raises:
+            RuntimeError: PyTorch could not be installed.
+        """
+        if "torch" in self.missingDependencies():
+            if hasattr(slicer.modules, "pytorchutils"):
+                import PyTorchUtils
+
+                torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                    askConfirmation=False, torchVersionRequirement=">=2.1"
+                )
+                if torch is None:
+                    raise RuntimeError(_("PyTorch was not installed"))
+            else:
+                self._pipInstall(["torch>=2.1"])
+        with open(requirementsPath, encoding="utf-8") as stream:
+            requirements = [
+                line.strip() for line in stream if line.strip() and not line.startswith("#")
+            ]
+        self._pipInstall(requirements, requirementsPath)
+
+    @staticmethod
+    def _pipInstall(requirements: List[str], requirementsPath: Optional[str] = None) -> None:
+        try:
+            import slicer.packaging as packaging
+        except ImportError:  # Slicer 5.8 and older
+            packaging = None
+        if packaging is not None and hasattr(packaging, "pip_ensure"):
+            if requirementsPath:
+                requirements = packaging.load_requirements(requirementsPath)
+            packaging.pip_ensure(requirements, prompt_install=False, requester="EoFormer")
+        else:
+            slicer.util.pip_install(" ".join(requirements))
+
+    # Background runs
+
+    @staticmethod
+    def pythonExecutable() -> str:
+        """Slicer's Python launcher (``PythonSlicer``), which runs the engine.
+
+        Raises:
+            RuntimeError: it cannot be found.
+        """
+        found = shutil.which("PythonSlicer")
+        if found:
+            return found
+        besideExecutable = Path(sys.executable).parent / (
+            "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
+        )
+        if besideExecutable.is_file():
+            return str(besideExecutable)
+        raise RuntimeError(_("PythonSlicer was not found; it is needed to run the EoFormer engine"))
+
+    def engineCommand(self, command: str, arguments: List[str]) -> List[str]:
+        """Command line that runs ``eoformer <command> <arguments>`` with Slicer's Python."""
+        return [self.pythonExecutable(), "-m", "EoFormerSegmentationLib", command, *arguments]
+
+    @staticmethod
+    def engineEnvironment() -> Dict[str, str]:
+        """Variables for the engine process: the module folder on the Python path (for
+        ``EoFormerSegmentationLib``), the shared ``EOFORMER_HOME`` and unbuffered output."""
+        moduleFolder = str(Path(__file__).resolve().parent)
+        pythonPath = os.environ.get("PYTHONPATH", "")
+        return {
+            "PYTHONPATH": moduleFolder + (os.pathsep + pythonPath if pythonPath else ""),
+            "EOFORMER_HOME": os.environ["EOFORMER_HOME"],
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def startSegmentation(
+        self,
+        volumes: Dict[str, vtkMRMLScalarVolumeNode],
+        outputSegmentation: Optional[vtkMRMLSegmentationNode] = None,
+        modelPath: str = "",
+        device: str = "auto",
+        testTimeAugmentation: bool = False,
+        coRegister: bool = False,
+        onProgress: Optional[Callable[[float, str], None]] = None,
+        onLog: Optional[Callable[[str], None]] = None,
+        onFinished: Optional[Callable[[TaskOutcome], None]] = None,
+    ) -> EngineProcess:
+        """Segment the tumor in the background.
+
+        The four volumes are written to a temporary folder and the engine runs in a separate
+        process. When it succeeds, the three segments are written into ``outputSegmentation``
+        (a new segmentation when None) and ``onFinished`` gets a :class:`TaskOutcome` with a
+        :class:`SegmentationResult`. When it fails or is cancelled, the scene is not changed.
+
+        Args:
+            volumes: role (``t1``, ``t1ce``, ``t2``, ``flair``) -> volume node.
+            outputSegmentation: segmentation to update, or None to create one.
+            modelPath: checkpoint file; "" for the bundled model.
+            device: ``"auto"``, ``"cuda"`` or ``"cpu"``.
+            testTimeAugmentation: average mirrored predictions.
+            coRegister: rigidly register T1, T2 and FLAIR to the T1ce first.
+            onProgress: called with (fraction 0-1, message).
+            onLog: called with each line of the engine's output.
+            onFinished: called once when the run has ended.
+
+        Returns:
+            The running :class:`EngineProcess` (``cancel()`` stops it).
+        """
+        self._checkInputs(volumes)
+        startTime = time.monotonic()
+        workFolder = Path(tempfile.mkdtemp(prefix="EoFormer-", dir=slicer.app.temporaryPath))
+        try:
+            arguments = []
+            for role in SEQUENCE_ROLES:
+                path = workFolder / f"{role}.nrrd"
+                self.writeVolumeFile(volumes[role], path)
+                arguments += [f"--{role}", str(path)]
+            labelPath = workFolder / "result.nii.gz"
+            reportPath = workFolder / "report.json"
+            arguments += ["--output", str(labelPath), "--json", str(reportPath)]
+            arguments += ["--progress", "lines", "--device", device]
+            if modelPath:
+                arguments += ["--model", str(modelPath)]
+            if testTimeAugmentation:
+                arguments.append("--tta")
+            if coRegister:
+                arguments.append("--register")
+            command = self.engineCommand("segment", arguments)
+        except Exception:
+            shutil.rmtree(workFolder, ignore_errors=True)
+            raise
+
+        def onExit(process: EngineProcess) -> None:
+            try:
+                if process.cancelled:
+                    outcome = TaskOutcome("cancelled")
+                elif process.returnCode != 0:
+                    outcome = TaskOutcome(
+                        "failed",
+                        errorMessage=process.failureMessage(),
+                        userError=bool(process.userError),
+                    )
+                else:
+                    try:
+                        result = self.importSegmentationResult(
+                            labelPath, reportPath, volumes["t1ce"], outputSegmentation
+                        )
+                        result.seconds = time.monotonic() - startTime
+                        outcome = TaskOutcome("succeeded", result=result)
+                    except Exception as error:
+                        logging.exception("EoFormer: importing the result failed")
+                        outcome = TaskOutcome(
+                            "failed",
+                            errorMessage=_("Cannot read the engine's result: {error}").format(
+                                error=error
+                            ),
+                        )
+            finally:
+                shutil.rmtree(workFolder, ignore_errors=True)
+            if onFinished:
+                onFinished(outcome)
+
+        process = EngineProcess(command, self.engineEnvironment(), onProgress, onLog, onExit)
+        try:
+            process.start()
+        except Exception:
+            shutil.rmtree(workFolder, ignore_errors=True)
+            raise
+        return process
+
+    def segment(
+        self,
+        volumes: Dict[str, vtkMRMLScalarVolumeNode],
+        outputSegmentation: Optional[vtkMRMLSegmentationNode] = None,
+        timeoutSeconds: Optional[float] = None,
+        **options,
+    ) -> SegmentationResult:
+        """Segment and wait for the result (for scripts and the self-test).
+
+        Takes the arguments of :meth:`startSegmentation`.
+
+        Raises:
+            EngineError: the engine failed (``userError`` tells whether the input was bad).
+        """
+        outcomes: List[TaskOutcome] = []
+        process = self.startSegmentation(
+            volumes, outputSegmentation, onFinished=outcomes.append, **options
+        )
+        process.wait(timeoutSeconds)
+        outcome = outcomes[0]
+        if outcome.status != "succeeded":
+            raise EngineError(outcome.errorMessage or outcome.status, outcome.userError)
+        return outcome.result
+
+    def importSegmentationResult(
+        self,
+        labelPath: Path,
+        reportPath: Path,
+        t1ceVolumeNode: vtkMRMLScalarVolumeNode,
+        outputSegmentation: Optional[vtkMRMLSegmentationNode] = None,
+    ) -> SegmentationResult:
+        """Write the engine's label map into the three segments.
+
+        Args:
+            labelPath: BraTS label map (1 NCR, 2 ED, 4 ET) on the T1ce grid.
+            reportPath: the engine's JSON report (volumes in mL, device, model).
+            t1ceVolumeNode: the T1ce input; it becomes the segmentation's reference geometry.
+            outputSegmentation: segmentation to update, or None to create one.
+        """
+        report = json.loads(Path(reportPath).read_text(encoding="utf-8"))
+        labelNode = slicer.util.loadLabelVolume(str(labelPath), {"show": False})
+        try:
+            labelNode.SetHideFromEditors(True)
+            labelMap = slicer.util.arrayFromVolume(labelNode)
+            eoformerLabels.check_label_values(labelMap, str(labelPath))
+            regionMasks = eoformerLabels.labels_to_regions(labelMap)
+            segmentationNode = outputSegmentation
+            if segmentationNode is None:
+                segmentationNode = slicer.mrmlScene.AddNewNodeByClass(
+                    "vtkMRMLSegmentationNode",
+                    slicer.mrmlScene.GenerateUniqueName(f"{t1ceVolumeNode.GetName()} tumor"),
+                )
+            segmentationNode.CreateDefaultDisplayNodes()
+            segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(t1ceVolumeNode)
+            self.writeRegionSegments(segmentationNode, regionMasks, labelNode)
+            voxelVolumeMl = float(np.prod(labelNode.GetSpacing())) / 1000.0
+        finally:
+            self.removeNodeWithHelpers(labelNode)
+
+        modelName, modelSha256 = self._modelFromReport(report)
+        segmentationNode.SetAttribute(MODEL_ATTRIBUTE_NAME, modelName)
+        segmentationNode.SetAttribute(MODEL_ATTRIBUTE_SHA256, modelSha256)
+        segmentationNode.SetDescription(
+            _(
+                "Whole tumor, Tumor core and Enhancing tumor segmented by EoFormer model {name} "
+                "(SHA-256 {sha256}). Research use only, not for clinical use."
+            ).format(name=modelName, sha256=modelSha256)
+        )
+        volumesMl = self._volumesFromReport(report)
+        for segmentSpec, mask in zip(eoformerLabels.SEGMENTS, regionMasks):
+            volumesMl.setdefault(segmentSpec["name"], float(mask.sum()) * voxelVolumeMl)
+        return SegmentationResult(
+            segmentationNode=segmentationNode,
+            volumesMl=volumesMl,
+            seconds=float((report.get("timings_s") or {}).get("total") or 0.0),
+            device=str(report.get("device") or ""),
+            modelName=modelName,
+            modelSha256=modelSha256,
+            report=report,
+        )
+
+    @staticmethod
+    def _modelFromReport(report: dict) -> tuple:
+        model = report.get("model") or {}
+        if isinstance(model, dict):
+            return str(model.get("name") or ""), str(model.get("sha256") or "")
+        return str(model), str(report.get("model_sha256") or "")
+
+    @staticmethod
+    def _volumesFromReport(report: dict) -> Dict[str, float]:
+        """Segment name -> mL from the report's ``volumes_ml`` (keyed by region ID or name)."""
+        reported = report.get("volumes_ml") or {}
+        volumesMl = {}
+        for segmentSpec in eoformerLabels.SEGMENTS:
+            for key in (segmentSpec["id"], segmentSpec["name"]):
+                if key in reported:
+                    volumesMl[segmentSpec["name"]] = float(reported[key])
+                    break
+        return volumesMl
+
+    @staticmethod
+    def setShow3D(segmentationNode: vtkMRMLSegmentationNode, show: bool) -> None:
+        """Show the segments as surfaces in 3D views, or remove the surfaces."""
+        if show:
+            segmentationNode.CreateDefaultDisplayNodes()
+            segmentationNode.CreateClosedSurfaceRepresentation()
+            displayNode: slicer.vtkMRMLSegmentationDisplayNode = segmentationNode.GetDisplayNode()
+            displayNode.SetVisibility3D(True)
+        else:
+            segmentationNode.RemoveClosedSurfaceRepresentation()
+
+    # Fine-tuning
+
+    @staticmethod
+    def fineTuneCasesFolder() -> Path:
+        """Folder of the saved training cases (survives restarts)."""
+        return Path(os.environ["EOFORMER_HOME"]) / "finetune-cases"
+
+    def fineTuneCases(self) -> List[Path]:
+        """Saved training cases: folders with four volumes and a ``.seg.nrrd``, by name."""
+        folder = self.fineTuneCasesFolder()
+        if not folder.is_dir():
+            return []
+        return sorted(
+            path
+            for path in folder.iterdir()
+            if path.is_dir() and not path.name.startswith(".") and any(path.glob("*.seg.nrrd"))
+        )
+
+    def addFineTuneCase(
+        self,
+        volumes: Dict[str, vtkMRMLScalarVolumeNode],
+        segmentationNode: Optional[vtkMRMLSegmentationNode],
+        caseName: str = "",
+    ) -> Path:
+        """Save the four volumes and a corrected segmentation as a training case.
+
+        The case folder holds ``t1.nrrd``, ``t1ce.nrrd``, ``t2.nrrd``, ``flair.nrrd`` and
+        ``segmentation.seg.nrrd`` (segments WT, TC, ET resampled to the T1ce grid), the layout
+        that ``eoformer finetune --cases`` reads. It appears in the folder only when complete.
+
+        Args:
+            volumes: role -> volume node.
+            segmentationNode: segmentation with Whole tumor, Tumor core and Enhancing tumor
+                segments (found by ID or name).
+            caseName: folder name; default from the T1ce volume name and the time.
+
+        Returns:
+            The case folder.
+        """
+        self._checkInputs(volumes)
+        if segmentationNode is None:
+            raise ValueError(_("Select the corrected segmentation"))
+        segmentIds = {}
+        missing = []
+        for segmentSpec in eoformerLabels.SEGMENTS:
+            segmentId = self.findRegionSegment(segmentationNode, segmentSpec)
+            if segmentId:
+                segmentIds[segmentSpec["id"]] = segmentId
+            else:
+                missing.append(segmentSpec["name"])
+        if missing:
+            raise ValueError(
+                _("The segmentation {name} has no {segments} segment").format(
+                    name=segmentationNode.GetName(), segments=", ".join(missing)
+                )
+            )
+        t1ceVolumeNode = volumes["t1ce"]
+        if not caseName:
+            caseName = f"{t1ceVolumeNode.GetName()}-{time.strftime('%Y%m%d-%H%M%S')}"
+        caseName = re.sub(r"[^0-9A-Za-z._-]+", "_", caseName).strip("._") or "case"
+        casesFolder = self.fineTuneCasesFolder()
+        caseFolder = casesFolder / caseName
+        if caseFolder.exists():
+            raise ValueError(_("A training case named {name} exists already").format(name=caseName))
+        casesFolder.mkdir(parents=True, exist_ok=True)
+        partialFolder = Path(tempfile.mkdtemp(prefix=f".{caseName}.", dir=casesFolder))
+        temporarySegmentation = None
+        try:
+            for role in SEQUENCE_ROLES:
+                self.writeVolumeFile(volumes[role], partialFolder / f"{role}.nrrd")
+            regionMasks = np.stack(
+                [
+                    slicer.util.arrayFromSegmentBinaryLabelmap(
+                        segmentationNode, segmentIds[segmentSpec["id"]], t1ceVolumeNode
+                    )
+                    > 0
+                    for segmentSpec in eoformerLabels.SEGMENTS
+                ]
+            )
+            temporarySegmentation = slicer.mrmlScene.AddNewNodeByClass(
+                "vtkMRMLSegmentationNode", slicer.mrmlScene.GenerateUniqueName("EoFormerCase")
+            )
+            temporarySegmentation.SetHideFromEditors(True)
+            temporarySegmentation.SetReferenceImageGeometryParameterFromVolumeNode(t1ceVolumeNode)
+            self.writeRegionSegments(temporarySegmentation, regionMasks, t1ceVolumeNode)
+            if not slicer.util.saveNode(
+                temporarySegmentation, str(partialFolder / "segmentation.seg.nrrd"), {}
+            ):
+                raise RuntimeError(_("Cannot write the segmentation of the training case"))
+            description = {
+                "volumes": {role: volumes[role].GetName() for role in SEQUENCE_ROLES},
+                "segmentation": segmentationNode.GetName(),
+                "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+            (partialFolder / "case.json").write_text(
+                json.dumps(description, indent=2), encoding="utf-8"
+            )
+            os.replace(partialFolder, caseFolder)
+        except Exception:
+            shutil.rmtree(partialFolder, ignore_errors=True)
+            raise
+        finally:
+            if temporarySegmentation is not None:
+                self.removeNodeWithHelpers(temporarySegmentation)
+        return caseFolder
+
+    def removeFineTuneCase(self, caseFolder: Path) -> None:
+        """Delete a saved training case."""
+        caseFolder = Path(caseFolder)
+        if caseFolder.parent.resolve() != self.fineTuneCasesFolder().resolve():
+            raise ValueError(_("{folder} is not a saved training case").format(folder=caseFolder))
+        shutil.rmtree(caseFolder)
+
+    def startFineTune(
+        self,
+        modelPath: str,
+        caseFolders: List[Path],
+        iterations: int = 100,
+        learningRate: float = 1e-4,
+        modelName: str = "",
+        device: str = "auto",
+        extraArguments: Optional[List[str]] = None,
+        onProgress: Optional[Callable[[float, str], None]] = None,
+        onLog: Optional[Callable[[str], None]] = None,
+        onFinished: Optional[Callable[[TaskOutcome], None]] = None,
+    ) -> EngineProcess:
+        """Fine-tune a model on saved training cases in the background.
+
+        The new model goes into the user's model folder (never over the bundled model); the
+        engine writes it atomically, so a failed or cancelled run leaves no file behind.
+
+        Args:
+            modelPath: the parent checkpoint; "" for the bundled model.
+            caseFolders: training cases (see :meth:`addFineTuneCase`).
+            iterations: optimisation steps.
+            learningRate: peak learning rate.
+            modelName: file name of the new model (without ``.pt``); default with the date.
+            device: ``"auto"``, ``"cuda"`` or ``"cpu"``.
+            extraArguments: more ``eoformer finetune`` options.
+            onProgress: called with (fraction 0-1, message with the loss).
+            onLog: called with each line of the engine's output.
+            onFinished: called once with a :class:`TaskOutcome` (a :class:`FineTuneResult` on
+                success).
+        """
+        if not caseFolders:
+            raise ValueError(_("Add at least one training case first"))
+        parentPath = self.resolveModelPath(modelPath)
+        if not parentPath.is_file():
+            raise ValueError(_("The model file {path} does not exist").format(path=parentPath))
+        if not modelName:
+            modelName = f"eoformer_finetuned_{time.strftime('%Y%m%d-%H%M%S')}"
+        modelName = re.sub(r"[^0-9A-Za-z._-]+", "_", modelName).strip("._")
+        if modelName.endswith(".pt"):
+            modelName = modelName[: -len(".pt")]
+        outputPath = eoformerModels.user_model_dir() / f"{modelName}.pt"
+        if outputPath.exists():
+            raise ValueError(
+                _("A model named {name} exists already; choose another name").format(name=modelName)
+            )
+        arguments = ["--model", str(parentPath), "--cases", *[str(path) for path in caseFolders]]
+        arguments += ["--out", str(outputPath), "--iterations", str(int(iterations))]
+        arguments += ["--lr", f"{learningRate:g}", "--device", device, "--progress-json"]
+        arguments += list(extraArguments or [])
+        command = self.engineCommand("finetune", arguments)
+        startTime = time.monotonic()
+
+        def onExit(process: EngineProcess) -> None:
+            if process.cancelled:
+                outcome = TaskOutcome("cancelled")
+            elif process.returnCode != 0 or not outputPath.is_file():
+                outcome = TaskOutcome(
+                    "failed",
+                    errorMessage=process.failureMessage(),
+                    userError=bool(process.userError),
+                )
+            else:
+                outcome = TaskOutcome(
+                    "succeeded",
+                    result=FineTuneResult(
+                        modelPath=outputPath,
+                        card=eoformerModels.read_model_card(outputPath),
+                        seconds=time.monotonic() - startTime,
+                    ),
+                )
+            if onFinished:
+                onFinished(outcome)
+
+        process = EngineProcess(command, self.engineEnvironment(), onProgress, onLog, onExit)
+        process.start()
+        return process
+
+
+#
+# EoFormerSegmentationTest
+#
+
+
+class EoFormerSegmentationTest(ScriptedLoadableModuleTest):
+    """Self-test: segment the sample case with the bundled model (runs inside Slicer)."""
+
+    def setUp(self):
+        """Start from an empty scene."""
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        """Run all tests."""
+        self.setUp()
+        self.test_SegmentSampleCase()
+
+    def test_SegmentSampleCase(self):
+        """Sample data in, three segments with plausible volumes out, inputs unchanged."""
+        import SampleData
+
+        self.delayDisplay("Loading the sample case")
+        registerSampleData()
+        SampleData.downloadSamples(SAMPLE_NAME)
+        logic = EoFormerSegmentationLogic()
+        volumes = logic.matchInputVolumes(
+            logic.candidateInputVolumes(), {role: None for role in SEQUENCE_ROLES}
+        )
+        self.assertEqual(sorted(volumes), sorted(SEQUENCE_ROLES))
+        self.assertEqual(logic.inputProblems(volumes), [])
+        t1ceBefore = slicer.util.arrayFromVolume(volumes["t1ce"]).copy()
+
+        self.delayDisplay("Segmenting (this takes about a minute on a CPU)")
+        missing = logic.missingDependencies()
+        self.assertEqual(missing, [], f"install {missing} first (press Apply once)")
+        result = logic.segment(volumes, device="auto", timeoutSeconds=1800)
+
+        segmentation = result.segmentationNode.GetSegmentation()
+        names = [
+            segmentation.GetSegment(segmentation.GetNthSegmentID(index)).GetName()
+            for index in range(segmentation.GetNumberOfSegments())
+        ]
+        self.assertEqual(names, [segment["name"] for segment in eoformerLabels.SEGMENTS])
+        volumesMl = [result.volumesMl[segment["name"]] for segment in eoformerLabels.SEGMENTS]
+        whole, core, enhancing = volumesMl
+        # the sample tumor's reference volumes are WT 30.2, TC 9.3 and ET 6.8 mL
+        self.assertGreater(whole, 3.0)
+        self.assertLess(whole, 300.0)
+        self.assertLessEqual(core, whole + 1e-6)
+        self.assertLessEqual(enhancing, core + 1e-6)
+        self.assertTrue(result.modelName)
+        self.assertEqual(
+            result.segmentationNode.GetAttribute(MODEL_ATTRIBUTE_NAME), result.modelName
+        )
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(volumes["t1ce"]), t1ceBefore)
+        self.delayDisplay(
+            "Test passed: WT {:.1f} mL, TC {:.1f} mL, ET {:.1f} mL".format(*volumesMl)
+        )

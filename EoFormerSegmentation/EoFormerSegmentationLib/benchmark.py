@@ -1,0 +1,1375 @@
+"""Speed and memory of EoFormer and of peer networks, measured side by side.
+
+:func:`run_benchmark` measures, in one run and on one seeded random input window
+(1 x 4 x W x W x W, W = 128 voxels by default), every row of a table:
+
+- parameters (millions);
+- GFLOP per window, counted by :class:`torch.utils.flop_counter.FlopCounterMode` on a
+  ``meta``-device copy of the network (no arithmetic is run). Its convention: a multiply-add
+  counts as 2 FLOPs, and only convolutions and matrix products are counted (element-wise
+  operations, norms, activations and softmax are not);
+- latency of one window: the median of timed eval forwards under ``torch.inference_mode()``
+  after warm-up forwards; slow rows stop early once a time budget is spent;
+- peak memory of the forwards: on CUDA ``torch.cuda.max_memory_allocated`` (weights, input and
+  activations); on CPU the growth of the resident set size (RSS) of a fresh process over its RSS
+  after building the network and the input, read from Linux's ``VmHWM`` after resetting it
+  through ``/proc/self/clear_refs`` (elsewhere from ``resource.getrusage``);
+- on CUDA, achieved TFLOP/s and the share of the device's dense peak for the row's precision
+  (:data:`DEVICE_PEAK_TFLOPS`);
+- for EoFormer rows, the largest difference of the output logits from the unoptimised path
+  (unfused, float32, eager), relative to that output's range;
+- end-to-end time of a whole case (files in, segmentation file written) through
+  :func:`EoFormerSegmentationLib.engine.segment_files`.
+
+On CPU every row runs in a fresh process (spawned), so that neither the memory allocator's
+caches nor oneDNN's primitive caches of one network flatter the next one.
+
+Rows (:func:`plan_variants`): EoFormer fused, unfused, and re-fused on every forward pass (what
+the authors' code does in eval mode), MONAI's SegResNet (BraTS configuration), SwinUNETR
+(feature size 48) and UNETR; on CUDA also bfloat16 / float16 autocast, channels-last weights and
+``torch.compile`` variants.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import copy
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+__all__ = [
+    "DEVICE_PEAK_TFLOPS",
+    "NETWORKS",
+    "BenchmarkResult",
+    "BenchmarkRow",
+    "EndToEndResult",
+    "Variant",
+    "build_network",
+    "count_flops",
+    "count_parameters",
+    "cpu_has_native_bfloat16",
+    "device_peak_tflops",
+    "format_table",
+    "forward_window",
+    "machine_info",
+    "measure_end_to_end",
+    "measure_window",
+    "plan_variants",
+    "prepare_variant",
+    "run_benchmark",
+    "seeded_input",
+]
+
+#: Networks the benchmark knows: name -> what the table calls it.
+NETWORKS: Dict[str, str] = {
+    "eoformer": "EoFormer",
+    "segresnet": "SegResNet",
+    "swinunetr": "SwinUNETR",
+    "unetr": "UNETR",
+}
+
+#: How an EoFormer's edge-oriented mixers run: fused once (``model.fuse()``), as trained
+#: (parallel branches), or fused again on every forward pass (the authors' eval behaviour).
+FUSIONS = ("fused", "unfused", "refused_every_forward")
+
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+#: Dense (no sparsity) peak throughput in TFLOP/s of known GPUs, by math mode, from NVIDIA's
+#: data sheets (H100 SXM5 / PCIe / NVL, H200 SXM, A100 SXM). ``float32`` is the CUDA-core FP32
+#: peak, ``tf32`` the tensor-core TF32 peak, ``bfloat16`` / ``float16`` the tensor-core peaks.
+#: Matched against ``torch.cuda.get_device_name()``, most specific entry first.
+DEVICE_PEAK_TFLOPS: Dict[str, Dict[str, float]] = {
+    "H100 PCIe": {"float32": 51.2, "tf32": 378.0, "bfloat16": 756.0, "float16": 756.0},
+    "H100 NVL": {"float32": 60.0, "tf32": 417.5, "bfloat16": 835.5, "float16": 835.5},
+    "H100": {"float32": 66.9, "tf32": 494.7, "bfloat16": 989.4, "float16": 989.4},
+    "H200": {"float32": 66.9, "tf32": 494.7, "bfloat16": 989.4, "float16": 989.4},
+    "A100": {"float32": 19.5, "tf32": 156.0, "bfloat16": 312.0, "float16": 312.0},
+}
+
+#: Seed of the random input window and of the random weights.
+DEFAULT_SEED = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the table: a network and how it is run.
+
+    Attributes:
+        network: a key of :data:`NETWORKS`.
+        fusion: EoFormer only: one of :data:`FUSIONS`.
+        precision: ``float32`` or an autocast dtype (``bfloat16``, ``float16``).
+        channels_last: weights and input stored ``torch.channels_last_3d``.
+        compiled: wrapped in ``torch.compile``.
+    """
+
+    network: str
+    fusion: Optional[str] = None
+    precision: str = "float32"
+    channels_last: bool = False
+    compiled: bool = False
+
+    def __post_init__(self) -> None:
+        if self.network not in NETWORKS:
+            raise ValueError(f"unknown network {self.network!r}; known: {', '.join(NETWORKS)}")
+        if self.network == "eoformer" and self.fusion not in FUSIONS:
+            raise ValueError(f"EoFormer needs fusion in {FUSIONS}, got {self.fusion!r}")
+        if self.network != "eoformer" and self.fusion is not None:
+            raise ValueError(f"{self.network} has no fusion option")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+    @property
+    def model_label(self) -> str:
+        """The network as the table names it."""
+        name = NETWORKS[self.network]
+        if self.network != "eoformer":
+            return name
+        return {
+            "fused": f"{name}, fused",
+            "unfused": f"{name}, unfused",
+            "refused_every_forward": f"{name}, re-fused every forward (official eval)",
+        }[self.fusion]
+
+    @property
+    def variant_label(self) -> str:
+        """Precision and options, e.g. ``bf16 autocast, channels-last, compiled``."""
+        parts = [
+            {"float32": "fp32", "bfloat16": "bf16 autocast", "float16": "fp16 autocast"}[
+                self.precision
+            ]
+        ]
+        if self.channels_last:
+            parts.append("channels-last")
+        if self.compiled:
+            parts.append("torch.compile")
+        return ", ".join(parts)
+
+    @property
+    def is_reference(self) -> bool:
+        """True for the unoptimised EoFormer path that the others are compared with."""
+        return (
+            self.network == "eoformer"
+            and self.fusion == "unfused"
+            and self.precision == "float32"
+            and not self.channels_last
+            and not self.compiled
+        )
+
+
+@dataclass
+class BenchmarkRow:
+    """Measurements of one :class:`Variant` (``None`` where not measured).
+
+    Attributes:
+        model: network label.
+        variant: precision / options label.
+        settings: the :class:`Variant` as a dict.
+        parameters_m: trainable + frozen parameters, millions.
+        gflop: GFLOP per window (2 per multiply-add; convolutions and matrix products only).
+        latency_s: median latency of one window, seconds.
+        latency_runs_s: every timed run, seconds.
+        first_call_s: the first (cold) forward, seconds (includes compilation when compiled).
+        peak_memory_mib: peak memory of the forwards, MiB (see :attr:`memory_method`).
+        memory_method: how :attr:`peak_memory_mib` was measured.
+        tflops: achieved TFLOP/s (``gflop / latency_s / 1000``).
+        peak_tflops: the device's dense peak for this precision, TFLOP/s.
+        percent_of_peak: ``100 * tflops / peak_tflops``.
+        max_relative_difference: EoFormer rows: max |output - reference output| divided by the
+            reference output's range (max - min), the reference being the unfused float32
+            eager row on the same input and weights.
+        cpu_user_s_per_run: CPU time in user mode per timed forward (all threads), seconds.
+        cpu_system_s_per_run: CPU time in the kernel per timed forward (page faults of fresh
+            allocations show up here), seconds.
+        end_to_end_s: first whole-case segmentation in a fresh process, seconds.
+        end_to_end_warm_s: median of the following ones, seconds.
+        error: why the row could not be measured.
+    """
+
+    model: str
+    variant: str
+    settings: Dict[str, Any]
+    parameters_m: Optional[float] = None
+    gflop: Optional[float] = None
+    latency_s: Optional[float] = None
+    latency_runs_s: List[float] = field(default_factory=list)
+    first_call_s: Optional[float] = None
+    peak_memory_mib: Optional[float] = None
+    memory_method: Optional[str] = None
+    tflops: Optional[float] = None
+    peak_tflops: Optional[float] = None
+    percent_of_peak: Optional[float] = None
+    max_relative_difference: Optional[float] = None
+    cpu_user_s_per_run: Optional[float] = None
+    cpu_system_s_per_run: Optional[float] = None
+    end_to_end_s: Optional[float] = None
+    end_to_end_warm_s: Optional[float] = None
+    error: Optional[str] = None
+
+
+@dataclass
+class EndToEndResult:
+    """A whole-case segmentation, timed.
+
+    Attributes:
+        case: the case folder.
+        model: the checkpoint used (a random-weight one unless a model was given).
+        runs_s: wall time of each call of ``segment_files``, seconds (the first is cold: the
+            model is loaded and the kernels are initialised in a fresh process).
+        stage_timings_s: per-stage timings reported by the engine for the last run, seconds.
+        peak_memory_mib: CUDA: ``torch.cuda.max_memory_allocated`` over the runs; CPU: peak
+            RSS of the process (``VmHWM``, everything included), MiB.
+        report: the engine's own report of the last run.
+        error: why it could not be measured.
+    """
+
+    case: str
+    model: str
+    runs_s: List[float] = field(default_factory=list)
+    stage_timings_s: Dict[str, Any] = field(default_factory=dict)
+    peak_memory_mib: Optional[float] = None
+    report: Optional[str] = None
+    error: Optional[str] = None
+
+    @property
+    def cold_s(self) -> Optional[float]:
+        """The first run."""
+        return self.runs_s[0] if self.runs_s else None
+
+    @property
+    def warm_s(self) -> Optional[float]:
+        """Median of the runs after the first."""
+        return statistics.median(self.runs_s[1:]) if len(self.runs_s) > 1 else None
+
+
+@dataclass
+class BenchmarkResult:
+    """Everything one benchmark run measured.
+
+    Attributes:
+        machine: CPU, threads, library versions, GPU (:func:`machine_info`).
+        settings: device, window, repeats, time budget, seed.
+        rows: one :class:`BenchmarkRow` per variant.
+        end_to_end: the whole-case run, if any.
+        notes: footnotes of the table (conventions, skipped rows).
+    """
+
+    machine: Dict[str, Any]
+    settings: Dict[str, Any]
+    rows: List[BenchmarkRow]
+    end_to_end: Optional[EndToEndResult] = None
+    notes: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-serialisable form."""
+        end_to_end = None
+        if self.end_to_end is not None:
+            end_to_end = asdict(self.end_to_end)
+            end_to_end["cold_s"] = self.end_to_end.cold_s
+            end_to_end["warm_s"] = self.end_to_end.warm_s
+        return {
+            "machine": self.machine,
+            "settings": self.settings,
+            "rows": [asdict(row) for row in self.rows],
+            "end_to_end": end_to_end,
+            "notes": list(self.notes),
+        }
+
+    def write_json(self, path: os.PathLike) -> Path:
+        """Write :meth:`to_dict` to ``path`` (UTF-8 JSON) and return the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+
+def plan_variants(
+    device: str,
+    networks: Sequence[str] = tuple(NETWORKS),
+    compile_rows: bool = False,
+    cpu_bfloat16: bool = False,
+) -> List[Variant]:
+    """The rows measured for ``networks`` on ``device``.
+
+    EoFormer: unfused (the reference), fused, re-fused every forward, all float32; on CUDA also
+    fused with channels-last weights, bfloat16 and float16 autocast, bfloat16 + channels-last;
+    on a CPU with native bfloat16 arithmetic (``cpu_bfloat16``) also fused bfloat16 autocast.
+    With ``compile_rows`` the fused float32 (and on CUDA bfloat16) rows are repeated under
+    ``torch.compile``. Peers: float32; on CUDA also bfloat16 autocast.
+
+    Args:
+        device: ``cpu`` or ``cuda``.
+        networks: keys of :data:`NETWORKS`.
+        compile_rows: add ``torch.compile`` rows.
+        cpu_bfloat16: add the fused bfloat16 autocast row on CPU.
+    """
+    unknown = [name for name in networks if name not in NETWORKS]
+    if unknown:
+        raise ValueError(f"unknown network(s) {unknown}; known: {', '.join(NETWORKS)}")
+    cuda = device.startswith("cuda")
+    variants: List[Variant] = []
+    for network in NETWORKS:
+        if network not in networks:
+            continue
+        if network == "eoformer":
+            variants += [
+                Variant(network, "unfused"),
+                Variant(network, "refused_every_forward"),
+                Variant(network, "fused"),
+            ]
+            if cuda:
+                variants += [
+                    Variant(network, "fused", channels_last=True),
+                    Variant(network, "fused", "bfloat16"),
+                    Variant(network, "fused", "float16"),
+                    Variant(network, "fused", "bfloat16", channels_last=True),
+                ]
+            elif cpu_bfloat16:
+                variants.append(Variant(network, "fused", "bfloat16"))
+            if compile_rows:
+                variants.append(Variant(network, "fused", compiled=True))
+                if cuda:
+                    variants.append(Variant(network, "fused", "bfloat16", compiled=True))
+        else:
+            variants.append(Variant(network))
+            if cuda:
+                variants.append(Variant(network, precision="bfloat16"))
+    return variants
+
+
+# --------------------------------------------------------------------------------------------
+# Networks, inputs, forwards
+# --------------------------------------------------------------------------------------------
+
+
+def build_network(
+    network: str,
+    window: int = 128,
+    in_channels: int = 4,
+    out_channels: int = 3,
+    eoformer_config: Optional[Dict[str, Any]] = None,
+    seed: int = DEFAULT_SEED,
+):
+    """A randomly initialised network, in eval mode, on the CPU.
+
+    The same ``seed`` gives the same weights, so fused, unfused and re-fused EoFormers built
+    with one seed compute the same function.
+
+    Args:
+        network: a key of :data:`NETWORKS`.
+        window: cubic input size in voxels (UNETR's positional embedding depends on it).
+        in_channels: input channels.
+        out_channels: output channels.
+        eoformer_config: extra :class:`EoFormer` keyword arguments (e.g. reduced widths).
+        seed: seed of the random weights.
+
+    Peer configurations: SegResNet ``blocks_down=(1, 2, 2, 4)``, ``blocks_up=(1, 1, 1)``,
+    ``init_filters=16`` (MONAI's BraTS tutorial); SwinUNETR ``feature_size=48``; UNETR
+    ``feature_size=16``, ``hidden_size=768``, ``mlp_dim=3072``, 12 heads, ``img_size=window``.
+    """
+    import inspect
+
+    import torch
+
+    torch.manual_seed(seed)
+    if network == "eoformer":
+        from EoFormerSegmentationLib.network.eoformer import EoFormer
+
+        config = dict(eoformer_config or {})
+        config.update(in_channels=in_channels, out_channels=out_channels)
+        return EoFormer(**config).eval()
+    if network == "segresnet":
+        from monai.networks.nets import SegResNet
+
+        return SegResNet(
+            spatial_dims=3,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            init_filters=16,
+            blocks_down=(1, 2, 2, 4),
+            blocks_up=(1, 1, 1),
+        ).eval()
+    if network == "swinunetr":
+        from monai.networks.nets import SwinUNETR
+
+        kwargs: Dict[str, Any] = {
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "feature_size": 48,
+        }
+        if "img_size" in inspect.signature(SwinUNETR.__init__).parameters:
+            kwargs["img_size"] = (window,) * 3  # MONAI < 1.5 still asks for it
+        return SwinUNETR(**kwargs).eval()
+    if network == "unetr":
+        from monai.networks.nets import UNETR
+
+        return UNETR(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            img_size=(window,) * 3,
+            feature_size=16,
+            hidden_size=768,
+            mlp_dim=3072,
+            num_heads=12,
+        ).eval()
+    raise ValueError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
+
+
+def prepare_variant(model, variant: Variant, device: str = "cpu"):
+    """Apply ``variant``'s options to a freshly built, unfused ``model`` (modified in place).
+
+    Fusion (``fuse()`` once, or the per-forward re-fusion of the authors' code), the device,
+    channels-last weights, then ``torch.compile``. Precision is applied at call time by
+    :func:`forward_window` (autocast), so weights stay float32.
+
+    Returns:
+        The model to call (the compiled wrapper when ``variant.compiled``).
+    """
+    import torch
+
+    if variant.network == "eoformer":
+        if variant.fusion == "fused":
+            model.fuse()
+        elif variant.fusion == "refused_every_forward":
+            from EoFormerSegmentationLib.network.edge_mixers import fuse_on_every_forward
+
+            fuse_on_every_forward(model)
+    model = model.to(device).eval()
+    if variant.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    if variant.compiled:
+        model = torch.compile(model)
+    return model
+
+
+def seeded_input(window: int, in_channels: int = 4, seed: int = DEFAULT_SEED):
+    """The benchmark's input: standard-normal (1, in_channels, window, window, window) float32.
+
+    Drawn on the CPU from a generator seeded with ``seed``, so every process and device sees
+    exactly the same values (z-scored MRI intensities have this scale).
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn((1, in_channels, window, window, window), generator=generator)
+
+
+def forward_window(model, window_input, variant: Variant):
+    """One eval forward of ``model`` under ``torch.inference_mode()`` and the variant's autocast.
+
+    Args:
+        model: from :func:`prepare_variant`.
+        window_input: (1, C, X, Y, Z) float32 tensor on the model's device.
+        variant: the row's options.
+
+    Returns:
+        The output logits (float32 or the autocast dtype), on the model's device.
+    """
+    import torch
+
+    if variant.channels_last:
+        window_input = window_input.contiguous(memory_format=torch.channels_last_3d)
+    with torch.inference_mode():
+        if variant.precision == "float32":
+            return model(window_input)
+        dtype = getattr(torch, variant.precision)
+        with torch.autocast(device_type=window_input.device.type, dtype=dtype):
+            return model(window_input)
+
+
+def count_parameters(model) -> int:
+    """Number of parameters (trainable or not) of ``model``."""
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def count_flops(model, input_shape: Sequence[int], fused_on_every_forward: bool = False) -> int:
+    """FLOPs of one eval forward of ``model`` on an input of ``input_shape``.
+
+    Counted by :class:`torch.utils.flop_counter.FlopCounterMode` on a ``meta``-device copy of
+    the model under ``torch.inference_mode()``, so nothing is computed and ``model`` is left
+    untouched. Convention: 2 FLOPs per multiply-add of convolutions (dense, depth-wise,
+    transposed) and matrix products; biases, element-wise operations, norms, activations and
+    softmax are not counted.
+
+    Args:
+        model: an eager ``nn.Module`` (not a compiled wrapper).
+        input_shape: (B, C, X, Y, Z).
+        fused_on_every_forward: the model re-fuses its EdgeMixers on every forward (only affects
+            the copy: the re-fusion is re-applied after copying).
+
+    Returns:
+        FLOPs (an integer).
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta_model = copy.deepcopy(model)
+    if fused_on_every_forward:
+        from EoFormerSegmentationLib.network.edge_mixers import fuse_on_every_forward
+
+        fuse_on_every_forward(meta_model)
+    meta_model = meta_model.to("meta").eval()
+    window_input = torch.empty(tuple(input_shape), device="meta")
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        meta_model(window_input)
+    return int(counter.get_total_flops())
+
+
+def device_peak_tflops(device_name: str, math: str) -> Optional[float]:
+    """Dense peak TFLOP/s of a GPU for ``math`` (``float32``, ``tf32``, ``bfloat16``,
+    ``float16``) from :data:`DEVICE_PEAK_TFLOPS`, or ``None`` for an unknown device."""
+    for key, peaks in DEVICE_PEAK_TFLOPS.items():
+        if key.lower() in device_name.lower():
+            return peaks.get(math)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------------------------
+
+
+def _proc_status_kib(field_name: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class _HostPeakMemory:
+    """Peak growth of this process's resident set size since :meth:`start`."""
+
+    def start(self) -> None:
+        self.method = None
+        self.baseline_kib = None
+        try:  # Linux: "5" resets VmHWM (peak RSS) to the current RSS
+            with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+                clear_refs.write("5")
+            self.baseline_kib = _proc_status_kib("VmRSS")
+            if self.baseline_kib is not None:
+                self.method = "peak RSS growth (VmHWM reset via /proc/self/clear_refs)"
+                return
+        except OSError:
+            pass
+        try:
+            import resource
+
+            usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            self.baseline_kib = usage // 1024 if sys.platform == "darwin" else usage
+            self.method = "peak RSS growth (getrusage ru_maxrss; fresh process)"
+        except (ImportError, OSError):
+            self.method = None
+
+    def peak_mib(self) -> Optional[float]:
+        if self.method is None:
+            return None
+        if self.method.startswith("peak RSS growth (VmHWM"):
+            peak = _proc_status_kib("VmHWM")
+        else:
+            import resource
+
+            usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            peak = usage // 1024 if sys.platform == "darwin" else usage
+        if peak is None:
+            return None
+        return max(0, peak - self.baseline_kib) / 1024.0
+
+
+def _synchronize(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring one window
+# --------------------------------------------------------------------------------------------
+
+
+def measure_window(
+    variant: Variant,
+    *,
+    device: str = "cpu",
+    window: int = 128,
+    in_channels: int = 4,
+    out_channels: int = 3,
+    eoformer_config: Optional[Dict[str, Any]] = None,
+    threads: Optional[int] = None,
+    warmup: int = 1,
+    repeats: int = 5,
+    min_repeats: int = 2,
+    time_budget_s: float = 20.0,
+    seed: int = DEFAULT_SEED,
+    output_path: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Latency and peak memory of ``variant`` on one seeded window, in this process.
+
+    Builds the network (seeded weights), applies the variant, runs ``warmup`` forwards, then
+    timed forwards until ``repeats`` are done, or ``time_budget_s`` seconds of timed forwards
+    are spent and at least ``min_repeats`` are done.
+
+    Args:
+        variant: the row.
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        window: cubic window size, voxels.
+        in_channels: input channels.
+        out_channels: output channels.
+        eoformer_config: extra EoFormer keyword arguments.
+        threads: ``torch.set_num_threads`` for this process (``None``: leave it).
+        warmup: untimed forwards first (at least 1; the first one also gives ``first_call_s``).
+        repeats: at most this many timed forwards.
+        min_repeats: at least this many timed forwards, whatever the budget.
+        time_budget_s: stop timing once this many seconds of timed forwards are spent.
+        seed: seed of the weights and of the input.
+        output_path: save the last output (float32, CPU) there with ``torch.save``.
+
+    Returns:
+        A dict with ``latency_runs_s``, ``latency_s`` (median), ``first_call_s``,
+        ``peak_memory_mib``, ``memory_method``, ``cpu_user_s_per_run``,
+        ``cpu_system_s_per_run``.
+    """
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    model = build_network(
+        variant.network, window, in_channels, out_channels, eoformer_config, seed=seed
+    )
+    model = prepare_variant(model, variant, device)
+    window_input = seeded_input(window, in_channels, seed).to(device)
+
+    cuda = device.startswith("cuda")
+    host_memory = _HostPeakMemory()
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        host_memory.start()
+
+    output = None
+    first_call_s = None
+    for index in range(max(1, int(warmup))):
+        start = time.perf_counter()
+        output = forward_window(model, window_input, variant)
+        _synchronize(device)
+        if index == 0:
+            first_call_s = time.perf_counter() - start
+    runs: List[float] = []
+    cpu_before = os.times()
+    while len(runs) < max(1, int(repeats)):
+        if len(runs) >= min_repeats and sum(runs) >= time_budget_s:
+            break
+        del output  # the previous output is not kept alive during the next forward
+        start = time.perf_counter()
+        output = forward_window(model, window_input, variant)
+        _synchronize(device)
+        runs.append(time.perf_counter() - start)
+    cpu_after = os.times()
+
+    if cuda:
+        peak_mib = torch.cuda.max_memory_allocated(device) / 2**20
+        method = "torch.cuda.max_memory_allocated (weights, input and activations)"
+    else:
+        peak_mib = host_memory.peak_mib()
+        method = host_memory.method
+    if output_path is not None:
+        torch.save(output.detach().float().cpu(), output_path)
+    del output, model, window_input
+    if cuda:
+        torch.cuda.empty_cache()
+    return {
+        "latency_runs_s": runs,
+        "latency_s": statistics.median(runs),
+        "first_call_s": first_call_s,
+        "peak_memory_mib": peak_mib,
+        "memory_method": method,
+        "cpu_user_s_per_run": (cpu_after.user - cpu_before.user) / len(runs),
+        "cpu_system_s_per_run": (cpu_after.system - cpu_before.system) / len(runs),
+    }
+
+
+def _measure_window_task(task: Dict[str, Any]) -> Dict[str, Any]:
+    """Entry point of a spawned process: :func:`measure_window` with a dict of arguments."""
+    task = dict(task)
+    variant = Variant(**task.pop("variant"))
+    return measure_window(variant, **task)
+
+
+def _run_isolated(function: Callable[[Dict[str, Any]], Any], task: Dict[str, Any]) -> Any:
+    """Run ``function(task)`` in a fresh spawned Python process and return its result."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(function, task).result()
+
+
+# --------------------------------------------------------------------------------------------
+# End to end
+# --------------------------------------------------------------------------------------------
+
+
+def _case_images(case_dir: Path) -> Dict[str, Path]:
+    from EoFormerSegmentationLib.training.datasets import find_case_files
+
+    return dict(find_case_files(case_dir, require_label=False).images)
+
+
+def measure_end_to_end(
+    case_dir: os.PathLike,
+    model_path: os.PathLike,
+    *,
+    device: str = "cpu",
+    runs: int = 2,
+    threads: Optional[int] = None,
+    output_dir: Optional[os.PathLike] = None,
+) -> Dict[str, Any]:
+    """Time whole-case segmentations, files to written output, in this process.
+
+    Calls :func:`EoFormerSegmentationLib.engine.segment_files` ``runs`` times on the case's
+    four images, writing (and overwriting) one output file.
+
+    Args:
+        case_dir: folder with the T1, T1ce, T2 and FLAIR images (names as ``eoformer segment``
+            accepts them in a case folder).
+        model_path: checkpoint to segment with.
+        device: ``cpu`` or ``cuda``.
+        runs: calls of ``segment_files`` (the first is cold).
+        threads: ``torch.set_num_threads`` for this process.
+        output_dir: where the segmentation is written (default: a temporary folder).
+
+    Returns:
+        A dict with the fields of :class:`EndToEndResult`.
+    """
+    import torch
+
+    from EoFormerSegmentationLib.engine import segment_files
+
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    images = _case_images(Path(case_dir))
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    with tempfile.TemporaryDirectory(prefix="eoformer-benchmark-") as temporary:
+        output = Path(output_dir or temporary) / "benchmark_segmentation.nii.gz"
+        times: List[float] = []
+        result = None
+        for _ in range(max(1, int(runs))):
+            start = time.perf_counter()
+            result = segment_files(
+                images["t1"],
+                images["t1ce"],
+                images["t2"],
+                images["flair"],
+                output,
+                model_path=model_path,
+                device=device,
+                overwrite=True,
+            )
+            _synchronize(device)
+            times.append(time.perf_counter() - start)
+        if not output.is_file():
+            raise RuntimeError(f"segment_files wrote no output at {output}")
+    if cuda:
+        peak_mib = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak_kib = _proc_status_kib("VmHWM")
+        peak_mib = peak_kib / 1024.0 if peak_kib is not None else None
+    timings = dict(getattr(result, "timings", {}) or {})
+    report = result.report() if hasattr(result, "report") else None
+    return {
+        "case": str(case_dir),
+        "model": str(model_path),
+        "runs_s": times,
+        "stage_timings_s": {key: _json_number(value) for key, value in timings.items()},
+        "peak_memory_mib": peak_mib,
+        "report": report if isinstance(report, str) else None,
+    }
+
+
+def _json_number(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _measure_end_to_end_task(task: Dict[str, Any]) -> Dict[str, Any]:
+    task = dict(task)
+    return measure_end_to_end(task.pop("case_dir"), task.pop("model_path"), **task)
+
+
+def _random_weight_checkpoint(folder: Path, eoformer_config: Optional[Dict[str, Any]]) -> Path:
+    from EoFormerSegmentationLib.models import save_checkpoint
+
+    model = build_network("eoformer", eoformer_config=eoformer_config)
+    card = {
+        "name": "random-weights-benchmark",
+        "description": "randomly initialised EoFormer, for timing only (segmentations are "
+        "meaningless)",
+    }
+    return save_checkpoint(folder / "random-weights-benchmark.pt", model, card)
+
+
+# --------------------------------------------------------------------------------------------
+# The whole benchmark
+# --------------------------------------------------------------------------------------------
+
+
+def machine_info(device: str = "cpu", threads: Optional[int] = None) -> Dict[str, Any]:
+    """CPU model, cores, threads, library versions and GPU of this machine."""
+    import torch
+
+    cpu_model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    cpu_model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info: Dict[str, Any] = {
+        "cpu": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "cpu_native_bfloat16": cpu_has_native_bfloat16(),
+        "torch_threads": threads if threads is not None else torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+    }
+    try:
+        import monai
+
+        info["monai"] = monai.__version__
+    except ImportError:
+        info["monai"] = None
+    if device.startswith("cuda"):
+        properties = torch.cuda.get_device_properties(device)
+        info.update(
+            gpu=torch.cuda.get_device_name(device),
+            gpu_memory_gib=round(properties.total_memory / 2**30, 1),
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+            cudnn_allow_tf32=bool(torch.backends.cudnn.allow_tf32),
+            float32_matmul_precision=torch.get_float32_matmul_precision(),
+        )
+    return info
+
+
+def _cpu_seconds() -> Tuple[Optional[float], float]:
+    """(CPU seconds used by the whole system so far, or None where unknown; CPU seconds used
+    by this process and its finished children)."""
+    own = os.times()
+    own_seconds = own.user + own.system + own.children_user + own.children_system
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+        # user nice system idle iowait irq softirq steal ...: everything but idle and iowait
+        ticks = [int(value) for value in fields[1:9]]
+        busy = sum(ticks) - ticks[3] - ticks[4]
+        return busy / os.sysconf("SC_CLK_TCK"), own_seconds
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None, own_seconds
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """True when the CPU computes in bfloat16 natively (AVX512-BF16 or AMX-BF16; Linux only)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        pass
+    return False
+
+
+def _compile_available(device: str) -> Tuple[bool, str]:
+    """Whether ``torch.compile`` can run here, and why not."""
+    import shutil
+
+    import torch
+
+    if not hasattr(torch, "compile"):
+        return False, "this PyTorch has no torch.compile"
+    if sys.version_info >= (3, 14) and not device.startswith("cuda"):
+        return False, "torch.compile does not support this Python version"
+    if not device.startswith("cuda") and not any(
+        shutil.which(compiler) for compiler in ("g++", "c++", "clang++", "cl")
+    ):
+        return False, "no C++ compiler for torch.compile's CPU back end"
+    return True, ""
+
+
+def _relative_difference(output_path: str, reference_path: str) -> float:
+    import torch
+
+    output = torch.load(output_path, weights_only=True).double()
+    reference = torch.load(reference_path, weights_only=True).double()
+    value_range = float(reference.max() - reference.min()) or 1.0
+    return float((output - reference).abs().max()) / value_range
+
+
+def run_benchmark(
+    *,
+    device: str = "cpu",
+    networks: Sequence[str] = tuple(NETWORKS),
+    variants: Optional[Sequence[Variant]] = None,
+    window: int = 128,
+    threads: Optional[int] = 2,
+    warmup: Optional[int] = None,
+    repeats: Optional[int] = None,
+    time_budget_s: float = 20.0,
+    compile_rows: Optional[bool] = None,
+    eoformer_config: Optional[Dict[str, Any]] = None,
+    end_to_end: bool = True,
+    case_dir: Optional[os.PathLike] = None,
+    model_path: Optional[os.PathLike] = None,
+    end_to_end_runs: Optional[int] = None,
+    isolate: Optional[bool] = None,
+    seed: int = DEFAULT_SEED,
+    progress: Optional[Callable[[float, str], None]] = None,
+) -> BenchmarkResult:
+    """Measure every row on the same input and return the table's data.
+
+    Args:
+        device: ``cpu`` or ``cuda`` (``cuda:N``).
+        networks: keys of :data:`NETWORKS` to include.
+        variants: the rows (default: :func:`plan_variants`).
+        window: cubic window size in voxels (a multiple of 32 for SwinUNETR, of 16 for UNETR).
+        threads: PyTorch CPU threads of every measuring process (``None``: PyTorch's default).
+        warmup: untimed forwards per row (default 1 on CPU, 3 on CUDA).
+        repeats: at most this many timed forwards per row (default 5 on CPU, 20 on CUDA).
+        time_budget_s: a row stops timing once this many seconds are spent (after 2 runs).
+        compile_rows: add ``torch.compile`` rows (default: on CUDA only; on CPU compiling
+            EoFormer's cache-blocked inference loops takes minutes).
+        eoformer_config: extra EoFormer keyword arguments (reduced widths for quick runs).
+        end_to_end: also segment a whole case through the engine.
+        case_dir: the case for ``end_to_end`` (default: the repository's real case
+            ``../shared/data/real/TCGA-FG-6692``).
+        model_path: checkpoint for ``end_to_end`` (default: a random-weight EoFormer with
+            ``eoformer_config``, written to a temporary folder).
+        end_to_end_runs: whole-case runs (default 2 on CPU, 4 on CUDA; the first is cold).
+        isolate: measure each row in a fresh spawned process (default: on CPU yes, on CUDA
+            no). The whole-case runs always get a fresh process when ``isolate`` is not False.
+        seed: seed of the input and the weights.
+        progress: called with (fraction done, message) before each measurement.
+
+    Returns:
+        The :class:`BenchmarkResult`.
+    """
+    import torch
+
+    cuda = device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but PyTorch sees no CUDA device")
+    warmup = (3 if cuda else 1) if warmup is None else warmup
+    repeats = (20 if cuda else 5) if repeats is None else repeats
+    isolate_end_to_end = isolate is not False
+    isolate = (not cuda) if isolate is None else isolate
+    end_to_end_runs = (4 if cuda else 2) if end_to_end_runs is None else end_to_end_runs
+    in_channels, out_channels = 4, 3
+    notes: List[str] = []
+
+    if compile_rows is None:
+        compile_rows = cuda
+        if not cuda:
+            notes.append(
+                "torch.compile rows are not measured on CPU by default: compiling the "
+                "inference path takes minutes there (--compile adds them)."
+            )
+    if compile_rows:
+        available, reason = _compile_available(device)
+        if not available:
+            compile_rows = False
+            notes.append(f"torch.compile rows skipped: {reason}.")
+    if "swinunetr" in networks and window < 64:
+        networks = [name for name in networks if name != "swinunetr"]
+        notes.append(
+            f"SwinUNETR left out: its bottleneck needs a window of at least 64 voxels "
+            f"(got {window})."
+        )
+    if variants is None:
+        variants = plan_variants(
+            device, networks, compile_rows, cpu_bfloat16=not cuda and cpu_has_native_bfloat16()
+        )
+    variants = list(variants)
+    if any(v.network == "eoformer" for v in variants) and not any(v.is_reference for v in variants):
+        variants.insert(0, Variant("eoformer", "unfused"))
+
+    machine = machine_info(device, threads)
+    wall_start = time.perf_counter()
+    system_start, own_start = _cpu_seconds()
+    settings = {
+        "device": device,
+        "window": [1, in_channels, window, window, window],
+        "warmup": warmup,
+        "max_repeats": repeats,
+        "time_budget_s": time_budget_s,
+        "seed": seed,
+        "isolated_processes": isolate,
+        "eoformer_config": eoformer_config or {},
+    }
+    steps = len(variants) + (1 if end_to_end else 0)
+    rows: List[BenchmarkRow] = []
+    flops_by_network: Dict[str, int] = {}
+    reference_output: Optional[str] = None
+
+    with tempfile.TemporaryDirectory(prefix="eoformer-benchmark-") as temporary:
+        folder = Path(temporary)
+        outputs: Dict[int, str] = {}
+        for index, variant in enumerate(variants):
+            row = BenchmarkRow(variant.model_label, variant.variant_label, asdict(variant))
+            rows.append(row)
+            if progress is not None:
+                progress(index / steps, f"{row.model} ({row.variant})")
+            # Parameters and FLOPs: from the eager network, layout and precision do not matter.
+            try:
+                model = build_network(
+                    variant.network, window, in_channels, out_channels, eoformer_config, seed
+                )
+                if variant.fusion == "fused":
+                    model.fuse()
+                row.parameters_m = count_parameters(model) / 1e6
+                flop_key = f"{variant.network}:{variant.fusion}"
+                if flop_key not in flops_by_network:
+                    flops_by_network[flop_key] = count_flops(
+                        model,
+                        (1, in_channels, window, window, window),
+                        fused_on_every_forward=variant.fusion == "refused_every_forward",
+                    )
+                row.gflop = flops_by_network[flop_key] / 1e9
+                del model
+            except Exception as error:  # reported in the row; the other rows still run
+                row.error = f"{type(error).__name__}: {error}".strip()[:300]
+                continue
+
+            output_path = (
+                str(folder / f"output_{index}.pt") if variant.network == "eoformer" else None
+            )
+            task = {
+                "variant": asdict(variant),
+                "device": device,
+                "window": window,
+                "in_channels": in_channels,
+                "out_channels": out_channels,
+                "eoformer_config": eoformer_config,
+                "threads": threads,
+                "warmup": warmup,
+                "repeats": repeats,
+                "time_budget_s": time_budget_s,
+                "seed": seed,
+                "output_path": output_path,
+            }
+            try:
+                if isolate:
+                    measured = _run_isolated(_measure_window_task, task)
+                else:
+                    measured = _measure_window_task(task)
+            except Exception as error:  # a failing row (e.g. out of memory) must not end the run
+                row.error = f"{type(error).__name__}: {error}".strip()[:300]
+                if cuda:
+                    torch.cuda.empty_cache()
+                continue
+            for key, value in measured.items():
+                setattr(row, key, value)
+            if output_path is not None:
+                outputs[index] = output_path
+                if variant.is_reference:
+                    reference_output = output_path
+            if row.latency_s and row.gflop is not None:
+                row.tflops = row.gflop / row.latency_s / 1000.0
+                if cuda:
+                    math = variant.precision
+                    if math == "float32" and torch.backends.cudnn.allow_tf32:
+                        math = "tf32"
+                    row.peak_tflops = device_peak_tflops(machine.get("gpu", ""), math)
+                    if row.peak_tflops:
+                        row.percent_of_peak = 100.0 * row.tflops / row.peak_tflops
+        if reference_output is not None:
+            for index, output_path in outputs.items():
+                rows[index].max_relative_difference = _relative_difference(
+                    output_path, reference_output
+                )
+
+        end_to_end_result = None
+        if end_to_end:
+            if progress is not None:
+                progress(len(variants) / steps, "whole case, end to end")
+            end_to_end_result = _end_to_end(
+                folder,
+                device,
+                case_dir,
+                model_path,
+                eoformer_config,
+                end_to_end_runs,
+                threads,
+                isolate_end_to_end,
+            )
+            target = next(
+                (
+                    row
+                    for row, variant in zip(rows, variants)
+                    if variant == Variant("eoformer", "fused")
+                ),
+                None,
+            )
+            if target is not None and end_to_end_result.error is None:
+                target.end_to_end_s = end_to_end_result.cold_s
+                target.end_to_end_warm_s = end_to_end_result.warm_s
+    if progress is not None:
+        progress(1.0, "done")
+    contention_notes: List[str] = []
+    system_end, own_end = _cpu_seconds()
+    wall_s = time.perf_counter() - wall_start
+    if system_start is not None and system_end is not None:
+        other_s = max(0.0, (system_end - system_start) - (own_end - own_start))
+        share = other_s / (wall_s * (os.cpu_count() or 1))
+        machine["other_processes_cpu_share"] = round(share, 3)
+        if share > 0.05:
+            contention_notes.append(
+                f"Other processes kept {100 * share:.0f}% of the {os.cpu_count()} CPUs busy "
+                "during this run: timings may be longer than on an idle machine."
+            )
+    notes += _standard_notes(device, machine, isolate, end_to_end_result, model_path)
+    notes += contention_notes
+    return BenchmarkResult(machine, settings, rows, end_to_end_result, notes)
+
+
+def _end_to_end(
+    folder: Path,
+    device: str,
+    case_dir: Optional[os.PathLike],
+    model_path: Optional[os.PathLike],
+    eoformer_config: Optional[Dict[str, Any]],
+    runs: int,
+    threads: Optional[int],
+    isolate: bool,
+) -> EndToEndResult:
+    if case_dir is None:
+        case_dir = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"
+        case_dir = (case_dir / "TCGA-FG-6692").resolve()
+    case_dir = Path(case_dir)
+    result = EndToEndResult(case=str(case_dir), model=str(model_path or "random weights"))
+    try:
+        if model_path is None:
+            model_path = _random_weight_checkpoint(folder, eoformer_config)
+        task = {
+            "case_dir": str(case_dir),
+            "model_path": str(model_path),
+            "device": device,
+            "runs": runs,
+            "threads": threads,
+        }
+        if isolate:
+            measured = _run_isolated(_measure_end_to_end_task, task)
+        else:
+            measured = _measure_end_to_end_task(task)
+    except Exception as error:  # reported in the table instead of ending the run
+        result.error = f"{type(error).__name__}: {error}".strip()[:300]
+        return result
+    measured["model"] = result.model if result.model == "random weights" else measured["model"]
+    return replace(result, **measured)
+
+
+def _standard_notes(
+    device: str,
+    machine: Dict[str, Any],
+    isolate: bool,
+    end_to_end_result: Optional[EndToEndResult],
+    model_path: Optional[os.PathLike],
+) -> List[str]:
+    cuda = device.startswith("cuda")
+    notes = [
+        "Params: of the network as run (fused rows after fuse(), which merges the EoS/EoL "
+        "branches; checkpoints store the unfused weights).",
+        "GFLOP: torch.utils.flop_counter.FlopCounterMode, 2 FLOPs per multiply-add, "
+        "convolutions and matrix products only (element-wise ops, norms, softmax not counted).",
+        "Latency: median of timed eval forwards of one window under torch.inference_mode(), "
+        "after warm-up; slow rows stop after a time budget (runs listed in the JSON).",
+    ]
+    if cuda:
+        notes.append(
+            "Peak memory: torch.cuda.max_memory_allocated during the forwards (weights, "
+            "input and activations)."
+        )
+        gpu = machine.get("gpu", "")
+        known = any(key.lower() in gpu.lower() for key in DEVICE_PEAK_TFLOPS)
+        notes.append(
+            "% of peak: against the dense (no sparsity) tensor-core peak of the row's math from "
+            "NVIDIA's data sheet: bf16/fp16 autocast rows against BF16/FP16, fp32 rows against "
+            "TF32 (PyTorch lets cuDNN convolutions use TF32 by default: "
+            f"cudnn.allow_tf32={machine.get('cudnn_allow_tf32')}; matmul precision "
+            f"'{machine.get('float32_matmul_precision')}')."
+            + ("" if known else f" No peak is known for '{gpu}'.")
+        )
+    else:
+        notes.append(
+            "Peak memory: growth of the resident set size during the forwards over the RSS "
+            "after building the network and input (activations and workspaces; weights and "
+            "input excluded), "
+            + (
+                "each row in a fresh process."
+                if isolate
+                else "all rows in one process (allocator caches may hide growth)."
+            )
+        )
+    notes.append(
+        "Max rel. diff: max |output - unfused fp32 output| / range of the unfused output, same "
+        "weights and input."
+    )
+    notes.append(
+        "EoFormer, re-fused every forward: our network with the authors' eval behaviour of "
+        "recomputing the fused EoS/EoL kernels on every forward pass."
+    )
+    if end_to_end_result is not None:
+        if end_to_end_result.error:
+            notes.append(f"End to end: not measured ({end_to_end_result.error}).")
+        else:
+            stages = ", ".join(
+                f"{name} {value:.2f} s" if isinstance(value, float) else f"{name} {value}"
+                for name, value in end_to_end_result.stage_timings_s.items()
+            )
+            weights = "random weights" if model_path is None else str(model_path)
+            warm = end_to_end_result.warm_s
+            memory = end_to_end_result.peak_memory_mib
+            notes.append(
+                f"End to end: {Path(end_to_end_result.case).name}, files in to segmentation "
+                f"written, engine.segment_files with the fused EoFormer ({weights}); first "
+                f"call {end_to_end_result.cold_s:.2f} s in a fresh process"
+                + (f", then {warm:.2f} s (median of warm calls)" if warm is not None else "")
+                + (f"; stages of the last call: {stages}" if stages else "")
+                + (
+                    f"; peak {'GPU memory allocated' if cuda else 'process RSS'} {memory:.0f} MiB"
+                    if memory is not None
+                    else ""
+                )
+                + "."
+            )
+    return notes
+
+
+# --------------------------------------------------------------------------------------------
+# Table
+# --------------------------------------------------------------------------------------------
+
+
+def _format_number(value: Optional[float], digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0"
+    if abs(value) >= 10**digits:
+        return f"{value:.0f}"
+    return f"{value:#.{digits}g}".rstrip(".")
+
+
+def format_table(result: BenchmarkResult, markdown: bool = False) -> str:
+    """The benchmark as a plain-text (aligned) or Markdown table, machine line and footnotes."""
+    cuda = str(result.settings.get("device", "cpu")).startswith("cuda")
+    window = result.settings["window"]
+    headers = [
+        "Model",
+        "Variant",
+        "Params (M)",
+        f"GFLOP / {window[2]}^3",
+        "Latency (s)",
+        "Runs",
+        "Peak mem (MiB)",
+    ]
+    if cuda:
+        headers += ["TFLOP/s", "% of peak"]
+    headers += ["Max rel. diff", "End to end (s)"]
+    table: List[List[str]] = []
+    for row in result.rows:
+        if row.error:
+            cells = [row.model, row.variant, _format_number(row.parameters_m)]
+            cells += [_format_number(row.gflop), f"failed: {row.error[:60]}"]
+            cells += [""] * (len(headers) - len(cells))
+            table.append(cells)
+            continue
+        end_to_end = "-"
+        if row.end_to_end_s is not None:
+            end_to_end = f"{row.end_to_end_s:.2f}"
+            if row.end_to_end_warm_s is not None:
+                end_to_end += f" ({row.end_to_end_warm_s:.2f} warm)"
+        cells = [
+            row.model,
+            row.variant,
+            f"{row.parameters_m:.2f}" if row.parameters_m is not None else "-",
+            _format_number(row.gflop, 4),
+            _format_number(row.latency_s, 3),
+            str(len(row.latency_runs_s)),
+            f"{row.peak_memory_mib:.0f}" if row.peak_memory_mib is not None else "-",
+        ]
+        if cuda:
+            cells += [
+                _format_number(row.tflops, 3),
+                f"{row.percent_of_peak:.1f}" if row.percent_of_peak is not None else "-",
+            ]
+        cells += [
+            f"{row.max_relative_difference:.1e}"
+            if row.max_relative_difference is not None
+            else "-",
+            end_to_end,
+        ]
+        table.append(cells)
+
+    machine = result.machine
+    machine_line = (
+        f"Machine: {machine.get('cpu')} ({machine.get('cpu_count')} cores), "
+        f"{machine.get('torch_threads')} PyTorch threads, torch {machine.get('torch')}, "
+        f"MONAI {machine.get('monai')}, Python {machine.get('python')}"
+    )
+    if cuda:
+        machine_line += (
+            f", GPU {machine.get('gpu')} ({machine.get('gpu_memory_gib')} GiB, "
+            f"CUDA {machine.get('cuda')}, cuDNN {machine.get('cudnn')})"
+        )
+    machine_line += (
+        f"; device {result.settings.get('device')}, input 1x{window[1]}x{window[2]}^3 float32."
+    )
+
+    lines: List[str] = []
+    if markdown:
+        lines.append("| " + " | ".join(headers) + " |")
+        lines.append("|" + "|".join(" --- " for _ in headers) + "|")
+        lines += ["| " + " | ".join(cells) + " |" for cells in table]
+        lines.append("")
+        lines.append(machine_line)
+        lines.append("")
+        lines += [f"- {note}" for note in result.notes]
+    else:
+        widths = [
+            max(len(headers[i]), *(len(cells[i]) for cells in table)) for i in range(len(headers))
+        ]
+        lines.append("  ".join(header.ljust(width) for header, width in zip(headers, widths)))
+        lines.append("  ".join("-" * width for width in widths))
+        lines += [
+            "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
+            for cells in table
+        ]
+        lines.append("")
+        lines.append(machine_line)
+        lines += [f"* {note}" for note in result.notes]
+    return "\n".join(lines) + "\n"

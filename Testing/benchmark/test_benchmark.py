@@ -1,0 +1,204 @@
+"""The benchmark: FLOP convention, the table and its JSON, and that every optimised inference
+path computes what the unoptimised one computes."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from EoFormerSegmentationLib.benchmark import (
+    Variant,
+    build_network,
+    count_flops,
+    cpu_has_native_bfloat16,
+    format_table,
+    forward_window,
+    plan_variants,
+    prepare_variant,
+    run_benchmark,
+    seeded_input,
+)
+from EoFormerSegmentationLib.cli import main
+from torch import nn
+
+SMALL_EOFORMER = {
+    "encoder_dims": (8, 16, 32, 64),
+    "decoder_dims": (32, 16, 8),
+    "head_channels": 8,
+    "attention_head_channels": 8,
+}
+
+
+def test_flop_counter_counts_two_flops_per_multiply_add():
+    # Dense 3x3x3 convolution, 4 -> 8 channels, on an 8 x 6 x 4 volume (zero padding keeps it):
+    # each output voxel of each output channel takes 4 * 27 multiply-adds.
+    dense = nn.Conv3d(4, 8, 3, padding=1)
+    dense_macs = (8 * 6 * 4) * 8 * (4 * 27)
+    assert count_flops(dense, (1, 4, 8, 6, 4)) == 2 * dense_macs
+
+    # Depth-wise: each output channel reads one input channel, 27 multiply-adds per voxel;
+    # stride 2 halves the output to 4 x 3 x 2.
+    depthwise = nn.Conv3d(6, 6, 3, stride=2, padding=1, groups=6)
+    depthwise_macs = (4 * 3 * 2) * 6 * 27
+    assert count_flops(depthwise, (2, 6, 8, 6, 4)) == 2 * 2 * depthwise_macs
+
+
+def test_flop_count_leaves_the_model_untouched_and_is_layout_free():
+    model = build_network("eoformer", 32, eoformer_config=SMALL_EOFORMER)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    unfused = count_flops(model, (1, 4, 32, 32, 32))
+    assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+    assert next(model.parameters()).device.type == "cpu"
+    fused = count_flops(model.fuse(), (1, 4, 32, 32, 32))
+    # fusing replaces the 1x1x1 convolutions of the edge branches by nothing
+    assert 0 < fused < unfused
+
+
+def test_benchmark_rows_are_measured_and_compared(tmp_path):
+    result = run_benchmark(
+        device="cpu",
+        networks=["eoformer", "segresnet"],
+        window=32,
+        threads=1,
+        repeats=2,
+        eoformer_config=SMALL_EOFORMER,
+        end_to_end=False,
+    )
+    labels = [(row.model, row.variant) for row in result.rows]
+    expected = [
+        ("EoFormer, unfused", "fp32"),
+        ("EoFormer, re-fused every forward (official eval)", "fp32"),
+        ("EoFormer, fused", "fp32"),
+    ]
+    if cpu_has_native_bfloat16():
+        expected.append(("EoFormer, fused", "bf16 autocast"))
+    expected.append(("SegResNet", "fp32"))
+    assert labels == expected
+    for row in result.rows:
+        assert row.error is None, row.error
+        assert row.parameters_m > 0 and row.gflop > 0
+        assert row.latency_s > 0 and len(row.latency_runs_s) == 2
+        assert row.peak_memory_mib is not None and row.peak_memory_mib >= 0
+    eoformer_rows = [row for row in result.rows if row.model.startswith("EoFormer")]
+    assert eoformer_rows[0].max_relative_difference == 0
+    for row in eoformer_rows:
+        tolerance = 5e-2 if row.settings["precision"] == "bfloat16" else 1e-4
+        assert row.max_relative_difference < tolerance
+    # the fused network has fewer parameters than the trained one (branches merged)
+    assert eoformer_rows[2].parameters_m < eoformer_rows[0].parameters_m
+    assert result.rows[-1].max_relative_difference is None
+
+    text = format_table(result)
+    assert "SegResNet" in text and "GFLOP / 32^3" in text and "Machine:" in text
+    markdown = format_table(result, markdown=True)
+    assert markdown.splitlines()[0].startswith("| Model | Variant | Params (M)")
+    assert "2 FLOPs per multiply-add" in markdown
+
+    written = json.loads(result.write_json(tmp_path / "bench.json").read_text())
+    assert written["machine"]["torch"] == torch.__version__
+    assert written["machine"]["torch_threads"] == 1
+    assert [row["model"] for row in written["rows"]] == [label for label, _ in labels]
+    assert written["rows"][-1]["latency_s"] > 0
+
+
+def test_command_line_prints_the_table_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "benchmark.json"
+    status = main(
+        [
+            "benchmark",
+            "--device",
+            "cpu",
+            "--window",
+            "32",
+            "--threads",
+            "1",
+            "--repeats",
+            "1",
+            "--models",
+            "eoformer",
+            "--skip-end-to-end",
+            "--in-process",
+            "--markdown",
+            "--quiet",
+            "--json",
+            str(out),
+        ]
+    )
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "| EoFormer, fused | fp32 | 6.29 |" in printed  # full size, branches merged
+    rows = json.loads(out.read_text())["rows"]
+    assert {row["settings"]["fusion"] for row in rows} == {
+        "fused",
+        "unfused",
+        "refused_every_forward",
+    }
+    assert all(row["latency_s"] > 0 and row["gflop"] > 0 for row in rows)
+
+
+def test_command_line_rejects_a_window_that_is_not_a_multiple_of_32(capsys):
+    assert main(["benchmark", "--window", "40", "--skip-end-to-end"]) == 2
+    assert "--window 40" in capsys.readouterr().err
+
+
+def test_cuda_rows_include_reduced_precision_layout_and_compile():
+    labels = {(v.model_label, v.variant_label) for v in plan_variants("cuda", compile_rows=True)}
+    assert ("EoFormer, fused", "bf16 autocast") in labels
+    assert ("EoFormer, fused", "fp16 autocast") in labels
+    assert ("EoFormer, fused", "fp32, channels-last") in labels
+    assert ("EoFormer, fused", "fp32, torch.compile") in labels
+    assert ("SwinUNETR", "bf16 autocast") in labels
+    cpu_labels = {v.variant_label for v in plan_variants("cpu")}
+    assert cpu_labels == {"fp32"}
+    cpu_labels = {v.variant_label for v in plan_variants("cpu", cpu_bfloat16=True)}
+    assert cpu_labels == {"fp32", "bf16 autocast"}
+
+
+def _autocast_works_on_cpu(dtype: torch.dtype) -> bool:
+    try:
+        with torch.autocast("cpu", dtype=dtype):
+            torch.ones(2, 2) @ torch.ones(2, 2)
+    except RuntimeError:
+        return False
+    return True
+
+
+OPTIMISED_PATHS = [
+    (Variant("eoformer", "fused"), 1e-5),
+    (Variant("eoformer", "refused_every_forward"), 1e-5),
+    (Variant("eoformer", "fused", channels_last=True), 1e-5),
+    (Variant("eoformer", "fused", "bfloat16"), 5e-2),
+    (Variant("eoformer", "fused", "float16"), 1e-2),
+]
+
+
+@pytest.mark.parametrize(
+    "variant, tolerance",
+    OPTIMISED_PATHS,
+    ids=[v.variant_label + " " + v.fusion for v, _ in OPTIMISED_PATHS],
+)
+def test_optimised_paths_give_the_unoptimised_output(variant, tolerance):
+    if variant.precision != "float32" and not _autocast_works_on_cpu(
+        getattr(torch, variant.precision)
+    ):
+        # This PyTorch build cannot autocast to this dtype on the CPU: compare float32 paths only.
+        variant = Variant("eoformer", variant.fusion, channels_last=variant.channels_last)
+        tolerance = 1e-5
+    base = build_network("eoformer", 32, eoformer_config=SMALL_EOFORMER, seed=1)
+    with torch.no_grad():  # make the edge branches matter as much as the plain convolution
+        for name, parameter in base.named_parameters():
+            if ".branches." in name:
+                parameter.copy_(torch.randn_like(parameter) * 0.3)
+    window_input = seeded_input(32, seed=2)
+    reference_variant = Variant("eoformer", "unfused")
+    reference = forward_window(
+        prepare_variant(copy.deepcopy(base), reference_variant), window_input, reference_variant
+    )
+    output = forward_window(prepare_variant(copy.deepcopy(base), variant), window_input, variant)
+    assert output.shape == reference.shape == (1, 3, 32, 32, 32)
+    value_range = float(reference.max() - reference.min())
+    assert value_range > 0.1
+    difference = float((output.float() - reference).abs().max()) / value_range
+    assert difference < tolerance

@@ -1,0 +1,96 @@
+"""Fixtures of the Slicer module tests: the stand-in ``slicer``, a Qt application, a clean scene,
+a private EoFormer folder, a ``PythonSlicer`` launcher and a tiny random-weight model.
+
+The stand-in lives in ``standin/`` (``slicer``, ``qt``, ``ctk``, ``SampleData``); it is put
+first on ``sys.path`` here, before anything imports ``slicer``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from slicer_module_helpers import MODULE_FILE, MODULE_FOLDER, STANDIN, TINY_MODEL_CONFIG
+
+for _path in (str(MODULE_FOLDER), str(STANDIN)):
+    if _path in sys.path:
+        sys.path.remove(_path)
+    sys.path.insert(0, _path)
+# "Testing/slicer" (this folder) could have been imported as a namespace package "slicer"
+if "slicer" in sys.modules and not hasattr(sys.modules["slicer"], "mrmlScene"):
+    del sys.modules["slicer"]
+
+
+@pytest.fixture(scope="session")
+def qapp():
+    """The Qt application (offscreen) that timers and widgets need."""
+    from PySide6.QtWidgets import QApplication
+
+    return QApplication.instance() or QApplication([])
+
+
+@pytest.fixture(scope="session")
+def module(qapp):
+    """The module file imported against the stand-in, registered as ``slicer.modules.eoformersegmentation``."""
+    import slicer
+
+    assert Path(slicer.__file__).resolve().is_relative_to(STANDIN), slicer.__file__
+    import EoFormerSegmentation
+
+    slicer.modules.eoformersegmentation = types.SimpleNamespace(path=str(MODULE_FILE))
+    return EoFormerSegmentation
+
+
+@pytest.fixture
+def scene(module):
+    """An empty scene and no recorded dialogs."""
+    import slicer
+
+    slicer.mrmlScene.Clear(1)
+    slicer.util._messages.clear()
+    slicer.util._confirmAnswers.clear()
+    yield slicer.mrmlScene
+    slicer.mrmlScene.Clear(1)
+
+
+@pytest.fixture
+def eoformer_home(tmp_path, monkeypatch) -> Path:
+    """A private ``EOFORMER_HOME`` (user models and saved training cases)."""
+    home = tmp_path / "eoformer-home"
+    monkeypatch.setenv("EOFORMER_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def python_slicer(tmp_path_factory) -> Path:
+    """A ``PythonSlicer`` on PATH that, like Slicer's launcher, starts Python as a child
+    process (it does not exec), so that cancelling must stop the whole process group."""
+    folder = tmp_path_factory.mktemp("slicer-bin")
+    launcher = folder / "PythonSlicer"
+    launcher.write_text(f'#!/bin/sh\n"{sys.executable}" "$@"\nexit $?\n', encoding="utf-8")
+    launcher.chmod(launcher.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    previous = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{folder}{os.pathsep}{previous}"
+    yield launcher
+    os.environ["PATH"] = previous
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A random-weight EoFormer checkpoint with reduced widths, written by ``save_checkpoint``."""
+    import torch
+    from EoFormerSegmentationLib.models import save_checkpoint
+    from EoFormerSegmentationLib.network.eoformer import EoFormer
+
+    torch.manual_seed(0)
+    model = EoFormer(**TINY_MODEL_CONFIG)
+    path = tmp_path_factory.mktemp("models") / "tiny_random.pt"
+    save_checkpoint(path, model, {"name": "tiny_random", "description": "random weights for tests"})
+    return path

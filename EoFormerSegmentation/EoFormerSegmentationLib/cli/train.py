@@ -103,6 +103,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--iterations", type=int, metavar="N", help="optimisation steps (default 20000)"
     )
     run_group.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="MIN",
+        help="stop after MIN minutes of training with a final checkpoint; the learning-rate "
+        "schedule follows whichever of steps and time is further along",
+    )
+    run_group.add_argument(
         "--batch-size", type=int, metavar="B", help="crops per step and process (default 2)"
     )
     run_group.add_argument(
@@ -186,6 +193,7 @@ _OPTION_TO_FIELD = {
     "crops_per_case": "crops_per_case",
     "cache": "cache",
     "iterations": "iterations",
+    "time_limit": "time_limit",
     "time_limit": "time_limit",
     "batch_size": "batch_size",
     "crop": "crop",

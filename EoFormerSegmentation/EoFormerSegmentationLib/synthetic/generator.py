@@ -21,7 +21,7 @@ from EoFormerSegmentationLib.synthetic.tumor import draw_tumor_plan, tumor_label
 
 __all__ = ["GENERATOR_VERSION", "SyntheticCase", "generate_case", "write_case"]
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 
 BRATS_SHAPE = (240, 240, 155)
 # Centre of the brain in BraTS's 240 x 240 x 155 grid after as_closest_canonical (voxels).
@@ -76,8 +76,10 @@ def generate_case(seed: int, shape: Tuple[int, int, int] = BRATS_SHAPE) -> Synth
     center_out = _BRAIN_CENTER * np.array(shape) / np.array(BRATS_SHAPE)
     center_template = (np.array(template.gm.shape) - 1) / 2.0
 
-    # Affine part: rotation (+-8 deg), scale (0.9-1.1 per axis), shift (+-4 mm).
-    matrix = _rotation(rng.uniform(-0.14, 0.14, 3)) @ np.diag(rng.uniform(0.9, 1.1, 3) / fit)
+    # Affine part: rotation (+-8 deg), scale, shift (+-4 mm). The matrix maps output to
+    # template coordinates; 1.0-1.18 shrinks the (large) template brain to the 1.3-1.7 M
+    # voxels of BraTS brains.
+    matrix = _rotation(rng.uniform(-0.14, 0.14, 3)) @ np.diag(rng.uniform(1.0, 1.18, 3) / fit)
     shift = rng.uniform(-4, 4, 3)
 
     # Work only in the box of the output that the brain can reach.

@@ -71,7 +71,7 @@ def draw_tumor_plan(rng: np.random.Generator, candidates: np.ndarray) -> TumorPl
             matter of the deformed anatomy).
     """
     roll = rng.random()
-    kind = "high-grade" if roll < 0.72 else ("no-et" if roll < 0.86 else "low-grade")
+    kind = "high-grade" if roll < 0.8 else ("no-et" if roll < 0.88 else "low-grade")
     foci = 1 if rng.random() < 0.85 else 2
     plan = TumorPlan(kind=kind, white_matter_preference=float(rng.uniform(0.6, 2.0)))
     first = candidates[rng.integers(len(candidates))].astype(np.float64)
@@ -84,17 +84,17 @@ def draw_tumor_plan(rng: np.random.Generator, candidates: np.ndarray) -> TumorPl
             if len(near) == 0:
                 break
             center = near[rng.integers(len(near))].astype(np.float64)
-        scale = rng.uniform(9.0, 24.0) if index == 0 else rng.uniform(5.0, 12.0)
+        scale = rng.uniform(7.0, 22.0) if index == 0 else rng.uniform(5.0, 11.0)
         radii = scale * rng.uniform(0.7, 1.3, size=3)
         plan.lesions.append(
             Lesion(
                 center=center,
                 radii=radii,
                 rotation=_random_rotation(rng),
-                edema_factor=float(rng.uniform(1.3, 2.6) if kind != "low-grade"
-                                   else rng.uniform(1.05, 1.5)),
-                rim_mm=float(rng.uniform(1.5, 6.0)),
-                rim_completeness=float(rng.uniform(0.55, 1.0)),
+                edema_factor=float(rng.uniform(1.1, 1.75) if kind != "low-grade"
+                                   else rng.uniform(1.02, 1.3)),
+                rim_mm=float(rng.uniform(2.0, 7.0)),
+                rim_completeness=float(rng.uniform(0.7, 1.0)),
                 necrosis_fraction=float(rng.uniform(0.0, 0.8)),
             )
         )
@@ -132,7 +132,8 @@ def tumor_labels(
     inside = brain > 0.5
     for lesion in plan.lesions:
         # Work in a box around the focus only (fast).
-        reach = lesion.radii.max() * (lesion.edema_factor + 0.8) + 6
+        # The edema level below reaches at most ~2.2 x the edema factor in core radii.
+        reach = lesion.radii.max() * 2.2 * lesion.edema_factor + 6
         lo = np.maximum(np.floor(lesion.center - reach).astype(int), 0)
         hi = np.minimum(np.ceil(lesion.center + reach).astype(int) + 1, np.array(shape))
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
@@ -142,13 +143,13 @@ def tumor_labels(
                         indexing="ij")
         )
         shape_noise = smooth_noise(rng, box_shape, rng.uniform(5, 12), coarse_step=3.0)
-        core_level = _level(lesion, grid, shape_noise, rng.uniform(0.12, 0.3))
+        core_level = _level(lesion, grid, np.clip(shape_noise, -2.0, 2.0), rng.uniform(0.12, 0.25))
         core = core_level < 1.0
 
         wm = white_matter[box]
         edema_noise = smooth_noise(rng, box_shape, rng.uniform(6, 14), coarse_step=3.0)
-        edema_level = core_level / lesion.edema_factor * (1.0 + 0.25 * edema_noise)
-        edema_level -= 0.35 * plan.white_matter_preference * (wm - 0.5)
+        edema_level = core_level / lesion.edema_factor * (1.0 + 0.2 * np.clip(edema_noise, -2, 2))
+        edema_level -= 0.2 * plan.white_matter_preference * (wm - 0.5)
         edema = (edema_level < 1.0) & (csf[box] < 0.6)
 
         local = np.zeros(box_shape, dtype=np.uint8)

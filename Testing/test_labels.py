@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from EoFormerSegmentationLib.errors import InputError
 from EoFormerSegmentationLib.labels import (
     SEGMENTS,

@@ -1,7 +1,6 @@
 """Pre-processing shared by inference and training."""
 
 import numpy as np
-
 from EoFormerSegmentationLib.preprocessing import (
     brain_bounding_box,
     normalize_intensity,

@@ -194,7 +194,6 @@ _OPTION_TO_FIELD = {
     "cache": "cache",
     "iterations": "iterations",
     "time_limit": "time_limit",
-    "time_limit": "time_limit",
     "batch_size": "batch_size",
     "crop": "crop",
     "lr": "lr",

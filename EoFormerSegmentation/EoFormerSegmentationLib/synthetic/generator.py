@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from EoFormerSegmentationLib.synthetic.anatomy import load_template
 from EoFormerSegmentationLib.synthetic.contrast import SEQUENCES, draw_contrasts, render_sequence
-from EoFormerSegmentationLib.synthetic.fields import smooth_noise, upsample
+from EoFormerSegmentationLib.synthetic.fields import smooth_noise
 from EoFormerSegmentationLib.synthetic.tumor import draw_tumor_plan, tumor_labels
 
 __all__ = ["GENERATOR_VERSION", "SyntheticCase", "generate_case", "write_case"]

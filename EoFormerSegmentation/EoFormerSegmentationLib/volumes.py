@@ -38,6 +38,24 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     return reader.Execute()
 
 
+def _count_non_finite_nifti(path: Path) -> int:
+    """Non-finite voxels stored in a floating-point NIfTI file.
+
+    SimpleITK's NIfTI reader silently turns NaN and infinite voxels into 0, so they are
+    counted from the file itself (integer files cannot hold them and are not read twice).
+    """
+    import nibabel
+
+    try:
+        image = nibabel.load(str(path))
+    except Exception:  # unreadable for nibabel: SimpleITK's reading decides
+        return 0
+    stored = image.header.get_data_dtype()
+    if not np.issubdtype(stored, np.floating):
+        return 0
+    return int((~np.isfinite(np.asanyarray(image.dataobj))).sum())
+
+
 def read_image(path: PathLike, label: str = "image") -> sitk.Image:
     """Read one 3D scalar image and check its values.
 
@@ -81,8 +99,10 @@ def read_image(path: PathLike, label: str = "image") -> sitk.Image:
         )
     image = sitk.Cast(image, sitk.sitkFloat32)
     values = sitk.GetArrayViewFromImage(image)
-    if not np.isfinite(values).all():
-        count = int((~np.isfinite(values)).sum())
+    count = int((~np.isfinite(values)).sum())
+    if count == 0 and path.name.lower().endswith((".nii", ".nii.gz")):
+        count = _count_non_finite_nifti(path)
+    if count:
         raise InputError(f"{path}: the {label} image has {count} NaN or infinite voxels")
     if not np.any(values):
         raise InputError(f"{path}: the {label} image is all zero")

@@ -124,7 +124,9 @@ def test_readme_starts_with_the_two_quick_start_commands():
     assert len(first_block) == 2
     segment, run_tests = first_block
     assert "pip install -e ." in segment and " eoformer segment " in segment
-    assert "pip install torch==2.13.0" in run_tests and run_tests.endswith("python -m pytest -q Testing")
+    assert "pip install torch==2.13.0" in run_tests and run_tests.endswith(
+        "python -m pytest -q Testing"
+    )
     ci_script = (REPOSITORY / ".ci" / "run").read_text(encoding="utf-8")
     assert ci_script.rstrip().splitlines()[-1] == "python -m pytest -q Testing"
     inputs = re.findall(r"--(?:t1|t1ce|t2|flair) (\S+)", segment)

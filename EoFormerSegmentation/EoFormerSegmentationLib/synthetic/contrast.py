@@ -22,14 +22,38 @@ TISSUES = ("csf", "gm", "wm", "edema", "necrosis", "enhancing")
 
 # (low, high) of each tissue's mean intensity relative to the sequence's brightest tissue.
 _RANGES: Dict[str, Dict[str, Tuple[float, float]]] = {
-    "t1": {"csf": (0.18, 0.32), "gm": (0.50, 0.62), "wm": (0.72, 0.86),
-           "edema": (0.42, 0.56), "necrosis": (0.22, 0.38), "enhancing": (0.48, 0.62)},
-    "t1ce": {"csf": (0.18, 0.32), "gm": (0.48, 0.60), "wm": (0.66, 0.80),
-             "edema": (0.40, 0.54), "necrosis": (0.18, 0.34), "enhancing": (0.95, 1.35)},
-    "t2": {"csf": (0.92, 1.05), "gm": (0.48, 0.60), "wm": (0.32, 0.44),
-           "edema": (0.68, 0.86), "necrosis": (0.80, 1.02), "enhancing": (0.55, 0.72)},
-    "flair": {"csf": (0.08, 0.20), "gm": (0.52, 0.64), "wm": (0.40, 0.50),
-              "edema": (0.82, 1.05), "necrosis": (0.40, 0.85), "enhancing": (0.68, 0.88)},
+    "t1": {
+        "csf": (0.18, 0.32),
+        "gm": (0.50, 0.62),
+        "wm": (0.72, 0.86),
+        "edema": (0.42, 0.56),
+        "necrosis": (0.22, 0.38),
+        "enhancing": (0.48, 0.62),
+    },
+    "t1ce": {
+        "csf": (0.18, 0.32),
+        "gm": (0.48, 0.60),
+        "wm": (0.66, 0.80),
+        "edema": (0.40, 0.54),
+        "necrosis": (0.18, 0.34),
+        "enhancing": (0.95, 1.35),
+    },
+    "t2": {
+        "csf": (0.92, 1.05),
+        "gm": (0.48, 0.60),
+        "wm": (0.32, 0.44),
+        "edema": (0.68, 0.86),
+        "necrosis": (0.80, 1.02),
+        "enhancing": (0.55, 0.72),
+    },
+    "flair": {
+        "csf": (0.08, 0.20),
+        "gm": (0.52, 0.64),
+        "wm": (0.40, 0.50),
+        "edema": (0.82, 1.05),
+        "necrosis": (0.40, 0.85),
+        "enhancing": (0.68, 0.88),
+    },
 }
 
 

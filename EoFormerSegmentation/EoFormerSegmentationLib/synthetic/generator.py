@@ -54,8 +54,9 @@ def _rotation(angles: Sequence[float]) -> np.ndarray:
 
 
 def _sample(volume: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
-    return ndimage.map_coordinates(volume, coordinates, order=1, mode="constant", cval=0.0,
-                                   prefilter=False).astype(np.float32)
+    return ndimage.map_coordinates(
+        volume, coordinates, order=1, mode="constant", cval=0.0, prefilter=False
+    ).astype(np.float32)
 
 
 def generate_case(seed: int, shape: Tuple[int, int, int] = BRATS_SHAPE) -> SyntheticCase:
@@ -88,8 +89,9 @@ def generate_case(seed: int, shape: Tuple[int, int, int] = BRATS_SHAPE) -> Synth
     hi = np.minimum(np.ceil(center_out + half).astype(int), np.array(shape))
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
     box_shape = tuple(int(b - a) for a, b in zip(lo, hi))
-    grid = np.stack(np.meshgrid(*[np.arange(a, b, dtype=np.float32) for a, b in zip(lo, hi)],
-                                indexing="ij"))
+    grid = np.stack(
+        np.meshgrid(*[np.arange(a, b, dtype=np.float32) for a, b in zip(lo, hi)], indexing="ij")
+    )
     relative = grid - (center_out + shift)[:, None, None, None].astype(np.float32)
     coordinates = np.einsum("ij,j...->i...", matrix.astype(np.float32), relative)
     coordinates += center_template[:, None, None, None].astype(np.float32)
@@ -111,18 +113,23 @@ def generate_case(seed: int, shape: Tuple[int, int, int] = BRATS_SHAPE) -> Synth
     # Mass effect: anatomy pushed away from the main focus (sample from nearer the centre).
     if plan.mass_effect_mm > 0:
         main = plan.lesions[0]
-        offset = grid - (main.center + lo)[:, None, None, None].astype(np.float32)
-        offset = grid - main.center[:, None, None, None].astype(np.float32) - \
-            lo[:, None, None, None].astype(np.float32) + grid[:, :1, :1, :1] * 0
-        distance = np.sqrt((offset ** 2).sum(0)) + 1e-3
+        offset = (
+            grid
+            - main.center[:, None, None, None].astype(np.float32)
+            - lo[:, None, None, None].astype(np.float32)
+        )
+        distance = np.sqrt((offset**2).sum(0)) + 1e-3
         reach = main.radii.mean() * 1.8
         push = plan.mass_effect_mm * np.exp(-((distance / reach) ** 2))
-        coordinates -= np.einsum("ij,j...->i...", matrix.astype(np.float32),
-                                 offset / distance * push)
+        coordinates -= np.einsum(
+            "ij,j...->i...", matrix.astype(np.float32), offset / distance * push
+        )
 
     flat = coordinates.reshape(3, -1)
-    maps = {name: _sample(getattr(template, name), flat).reshape(box_shape)
-            for name in ("gm", "wm", "csf", "brain")}
+    maps = {
+        name: _sample(getattr(template, name), flat).reshape(box_shape)
+        for name in ("gm", "wm", "csf", "brain")
+    }
     brain = maps["brain"] > 0.5
 
     label_box = tumor_labels(rng, plan, box_shape, maps["wm"], maps["brain"], maps["csf"])
@@ -134,26 +141,31 @@ def generate_case(seed: int, shape: Tuple[int, int, int] = BRATS_SHAPE) -> Synth
     }
     tumour_total = np.clip(sum(tumour.values()), 0.0, 1.0)
     normal = 1.0 - tumour_total
-    tissue_maps = {"csf": maps["csf"] * normal, "gm": maps["gm"] * normal,
-                   "wm": maps["wm"] * normal, **tumour}
-    if plan.kind == "low-grade":  # non-enhancing tumour: bright on T2/FLAIR, no necrosis
-        pass
-
+    tissue_maps = {
+        "csf": maps["csf"] * normal,
+        "gm": maps["gm"] * normal,
+        "wm": maps["wm"] * normal,
+        **tumour,
+    }
     contrasts = draw_contrasts(rng)
-    if plan.kind == "low-grade":
+    if plan.kind == "low-grade":  # non-enhancing tumour: its core looks like edema
         for sequence in SEQUENCES:
-            contrasts[sequence]["necrosis"] = 0.5 * (contrasts[sequence]["necrosis"]
-                                                     + contrasts[sequence]["edema"])
+            contrasts[sequence]["necrosis"] = 0.5 * (
+                contrasts[sequence]["necrosis"] + contrasts[sequence]["edema"]
+            )
     images = np.zeros((4, *shape), dtype=np.float32)
     for channel, sequence in enumerate(SEQUENCES):
-        images[(channel, *box)] = render_sequence(rng, contrasts[sequence], tissue_maps,
-                                                  maps["brain"])
+        images[(channel, *box)] = render_sequence(
+            rng, contrasts[sequence], tissue_maps, maps["brain"]
+        )
     label = np.zeros(shape, dtype=np.uint8)
     label[box] = label_box
     label[images[0] == 0] = 0
 
-    volumes = {name: float(np.isin(label, values).sum()) / 1000.0
-               for name, values in (("WT", (1, 2, 4)), ("TC", (1, 4)), ("ET", (4,)))}
+    volumes = {
+        name: float(np.isin(label, values).sum()) / 1000.0
+        for name, values in (("WT", (1, 2, 4)), ("TC", (1, 4)), ("ET", (4,)))
+    }
     params = {
         "seed": int(seed),
         "generator_version": GENERATOR_VERSION,

@@ -91,8 +91,9 @@ def draw_tumor_plan(rng: np.random.Generator, candidates: np.ndarray) -> TumorPl
                 center=center,
                 radii=radii,
                 rotation=_random_rotation(rng),
-                edema_factor=float(rng.uniform(1.1, 1.75) if kind != "low-grade"
-                                   else rng.uniform(1.02, 1.3)),
+                edema_factor=float(
+                    rng.uniform(1.1, 1.75) if kind != "low-grade" else rng.uniform(1.02, 1.3)
+                ),
                 rim_mm=float(rng.uniform(2.0, 7.0)),
                 rim_completeness=float(rng.uniform(0.7, 1.0)),
                 necrosis_fraction=float(rng.uniform(0.0, 0.8)),
@@ -139,8 +140,7 @@ def tumor_labels(
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
         box_shape = tuple(b - a for a, b in zip(lo, hi))
         grid = np.stack(
-            np.meshgrid(*[np.arange(a, b, dtype=np.float32) for a, b in zip(lo, hi)],
-                        indexing="ij")
+            np.meshgrid(*[np.arange(a, b, dtype=np.float32) for a, b in zip(lo, hi)], indexing="ij")
         )
         shape_noise = smooth_noise(rng, box_shape, rng.uniform(5, 12), coarse_step=3.0)
         core_level = _level(lesion, grid, np.clip(shape_noise, -2.0, 2.0), rng.uniform(0.12, 0.25))
@@ -165,8 +165,9 @@ def tumor_labels(
                 local[core] = 1
             else:
                 gap_noise = smooth_noise(rng, box_shape, rng.uniform(6, 15), coarse_step=3.0)
-                threshold = np.quantile(gap_noise[rim], 1.0 - lesion.rim_completeness) \
-                    if rim.any() else 0.0
+                threshold = (
+                    np.quantile(gap_noise[rim], 1.0 - lesion.rim_completeness) if rim.any() else 0.0
+                )
                 enhancing = rim & (gap_noise >= threshold)
                 local[core] = 1
                 local[enhancing] = 4

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import file_digest, rotation, segment_arguments, write_case
+from engine_cases import file_digest, rotation, segment_arguments, write_case
 from EoFormerSegmentationLib.cli import main
 
 

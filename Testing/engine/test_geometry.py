@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import (
+from engine_cases import (
     brain_with_cube,
     bright_voxels_as_tumor,
     rasterise,

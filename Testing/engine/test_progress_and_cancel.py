@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import segment_arguments
+from engine_cases import segment_arguments
 from EoFormerSegmentationLib.cli import main
 from EoFormerSegmentationLib.engine import segment_files
 from EoFormerSegmentationLib.errors import Cancelled

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import SEQUENCES, bright_voxels_as_tumor, file_digest, segment_arguments
+from engine_cases import SEQUENCES, bright_voxels_as_tumor, file_digest, segment_arguments
 
 CASE = "TCGA-FG-6692"
 

@@ -56,10 +56,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="working folder")
     parser.add_argument("--model", help="model to start from (default: the bundled model)")
-    parser.add_argument("--iterations", type=int, default=60, help="fine-tuning steps (60)")
-    parser.add_argument("--crop", type=int, default=64, help="crop edge in voxels (64)")
+    parser.add_argument("--iterations", type=int, default=150, help="fine-tuning steps (150)")
+    parser.add_argument("--crop", type=int, default=96, help="crop edge in voxels (96)")
     parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (1e-4)")
     parser.add_argument("--synthetic-cases", type=int, default=10, help="held-out cases (10)")
+    parser.add_argument(
+        "--synthetic",
+        type=Path,
+        help="folder of held-out synthetic cases already written by 'eoformer synth' with "
+        "seeds 0 and up (default: written into --out)",
+    )
     arguments = parser.parse_args()
 
     sys.path.insert(0, str(REPOSITORY / "EoFormerSegmentation"))
@@ -68,8 +74,8 @@ def main() -> int:
     model = arguments.model or str(default_model_path())
     out: Path = arguments.out
     out.mkdir(parents=True, exist_ok=True)
-    synthetic = out / "heldout_synthetic"
-    if not (synthetic / "dataset.json").exists():
+    synthetic = arguments.synthetic or out / "heldout_synthetic"
+    if arguments.synthetic is None and not (synthetic / "dataset.json").exists():
         eoformer(
             "synth", "--out", str(synthetic), "--cases", str(arguments.synthetic_cases),
             "--seed", "0",

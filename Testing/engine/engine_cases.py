@@ -108,6 +108,22 @@ def bright_voxels_as_tumor(monkeypatch) -> None:
     monkeypatch.setattr(engine, "_run_network", network)
 
 
+def graded_tumor(monkeypatch, quantiles: Sequence[float] = (0.85, 0.93, 0.97)) -> None:
+    """Replace the network by a rule giving three distinct, nested, non-empty regions.
+
+    WT, TC and ET are the voxels where the normalised T1ce is brighter than these quantiles of
+    its brain voxels, so that every label (NCR, ED, ET) appears in the output.
+    """
+    from EoFormerSegmentationLib import engine
+
+    def network(loaded, volume, *arguments, **keywords):
+        t1ce = volume[1]
+        thresholds = np.quantile(t1ce[t1ce != 0], quantiles)
+        return np.stack([(t1ce > level).astype(np.float32) for level in thresholds]), "cpu"
+
+    monkeypatch.setattr(engine, "_run_network", network)
+
+
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's bytes."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()

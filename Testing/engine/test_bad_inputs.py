@@ -55,6 +55,8 @@ def break_flair(case, tmp_path, kind):
         return write_image(flair, brain_array(), origin=(500.0, 500.0, 500.0)), "overlap"
     if kind == "same file twice":
         return case["t2"], "same file"
+    if kind == "same file by another path":
+        return case["t2"].parent / ".." / case["t2"].parent.name / case["t2"].name, "same file"
     raise ValueError(kind)
 
 
@@ -68,6 +70,7 @@ BAD_KINDS = [
     "all zero",
     "far away",
     "same file twice",
+    "same file by another path",
 ]
 
 
@@ -85,7 +88,8 @@ def test_bad_flair_is_refused_with_a_clear_message(kind, small_case, tiny_model,
 
     message = capsys.readouterr().err
     assert status == 2
-    assert str(bad) in message
+    named = small_case["t2"] if kind.startswith("same file") else bad
+    assert str(named) in message
     assert words.lower() in message.lower()
     assert list(output_folder.iterdir()) == []  # no output, no temporary left behind
     assert {path: file_digest(path) for path in existing} == digests
@@ -110,6 +114,35 @@ def test_output_never_replaces_an_input(small_case, tiny_model, capsys):
     assert status == 2
     assert "input" in capsys.readouterr().err
     assert file_digest(small_case["t2"]) == digest
+
+
+@pytest.mark.parametrize("report_target", ["t2", "output", "folder"])
+def test_json_report_never_replaces_an_input_the_output_or_a_folder(
+    report_target, small_case, tiny_model, tmp_path, capsys
+):
+    output_folder = tmp_path / "out"
+    output_folder.mkdir()
+    output = output_folder / "case.nii.gz"
+    report = {"t2": small_case["t2"], "output": output, "folder": output_folder}[report_target]
+    digest = file_digest(small_case["t2"])
+
+    status = main(segment_arguments(small_case, output, tiny_model, "--json", str(report)))
+
+    assert status == 2
+    assert f"--json {report}" in capsys.readouterr().err
+    assert file_digest(small_case["t2"]) == digest
+    assert list(output_folder.iterdir()) == []  # refused before any work
+
+
+def test_unsupported_output_type_is_refused_before_any_work(
+    small_case, tiny_model, tmp_path, capsys
+):
+    output = tmp_path / "out" / "case.png"
+    output.parent.mkdir()
+    assert main(segment_arguments(small_case, output, tiny_model)) == 2
+    message = capsys.readouterr().err
+    assert str(output) in message and ".seg.nrrd" in message
+    assert list(output.parent.iterdir()) == []
 
 
 def test_missing_model_file_is_named(small_case, tmp_path, capsys):

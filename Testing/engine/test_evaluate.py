@@ -131,3 +131,21 @@ def test_evaluate_refuses_labels_outside_the_conventions(tmp_path, capsys):
     )
     assert status == 2
     assert bad in capsys.readouterr().err
+
+
+def test_evaluate_report_never_replaces_the_reference(tmp_path, capsys):
+    prediction, reference = PAIRS["shifted"]
+    reference_file = write_label(tmp_path / "ref.nii.gz", reference)
+    before = (tmp_path / "ref.nii.gz").read_bytes()
+    arguments = [
+        "evaluate",
+        "--pred",
+        write_label(tmp_path / "pred.nii.gz", prediction),
+        "--ref",
+        reference_file,
+        "--json",
+        reference_file,
+    ]
+    assert main(arguments) == 2
+    assert reference_file in capsys.readouterr().err
+    assert (tmp_path / "ref.nii.gz").read_bytes() == before

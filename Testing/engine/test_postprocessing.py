@@ -22,11 +22,11 @@ SPECK = (slice(35, 37), slice(35, 37), slice(35, 37))  # 8 voxels, 0.008 mL
 
 
 def test_inner_regions_are_nested_in_outer_ones():
-    # an ET voxel confidently predicted outside TC and WT belongs to all three
-    probabilities = probabilities_with(
-        WT=[BIG], TC=[CORE], ET=[(slice(3, 6), slice(3, 6), slice(3, 6))]
-    )
+    # ET voxels confidently predicted outside TC and WT belong to all three
+    outside = (slice(2, 10), slice(2, 10), slice(2, 10))  # 0.512 mL, partly outside BIG
+    probabilities = probabilities_with(WT=[BIG], TC=[CORE], ET=[outside])
     whole, core, enhancing = postprocess_regions(probabilities, VOXEL_ML)
+    assert enhancing[outside].all() and core[outside].all() and whole[outside].all()
     assert not (enhancing & ~core).any()
     assert not (core & ~whole).any()
 

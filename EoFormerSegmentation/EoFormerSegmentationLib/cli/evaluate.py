@@ -123,8 +123,10 @@ def _run_cohort(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from EoFormerSegmentationLib.cli.segment import check_report_path
     from EoFormerSegmentationLib.metrics import evaluate_labels
 
+    check_report_path(args.json, {"--pred": args.pred, "--ref": args.ref})
     if args.cases:
         if args.pred or args.ref:
             raise InputError("give either --pred and --ref, or --cases, not both")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from typing import Callable, Optional
+from pathlib import Path
+from typing import Callable, Mapping, Optional
 
 from EoFormerSegmentationLib.errors import InputError
 
-__all__ = ["add_arguments", "run", "progress_reporter"]
+__all__ = ["add_arguments", "run", "progress_reporter", "check_report_path"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,11 +83,45 @@ def progress_reporter(mode: str) -> tuple:
     return update, bar.close
 
 
+def check_report_path(report: Optional[str], files: Mapping[str, Optional[str]]) -> None:
+    """Refuse a ``--json`` report path that would replace one of the command's files.
+
+    Checked before any work, so that a mistyped ``--json`` never overwrites an input image (or
+    the output) with the report, and never fails after the output was written.
+
+    Args:
+        report: the ``--json`` path (nothing is checked when ``None``).
+        files: role (``t1``, ``output``, ...) -> path of the command's other files.
+
+    Raises:
+        InputError: ``report`` is a folder or the same file as one of ``files``.
+    """
+    if not report:
+        return
+    report_path = Path(report)
+    if report_path.is_dir():
+        raise InputError(f"--json {report}: is a folder; give a file name for the report")
+    for role, path in files.items():
+        if not path:
+            continue
+        same = (
+            os.path.samefile(report_path, path)
+            if report_path.exists() and Path(path).exists()
+            else report_path.resolve() == Path(path).resolve()
+        )
+        if same:
+            raise InputError(f"--json {report}: is the {role} file; choose another report file")
+
+
 def run(args: argparse.Namespace) -> int:
     from EoFormerSegmentationLib.engine import segment_files
 
     if not 0.0 <= args.overlap < 1.0:
         raise InputError(f"--overlap {args.overlap}: expected a fraction in [0, 1)")
+    check_report_path(
+        args.json,
+        {name: getattr(args, name) for name in ("t1", "t1ce", "t2", "flair", "output")},
+    )
     if args.threads is not None:
         import torch
 

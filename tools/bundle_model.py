@@ -61,6 +61,20 @@ def main() -> int:
     parser.add_argument("--training-command", required=True, help="the command that trained it")
     parser.add_argument("--out", type=Path, help="default: the bundled model's place")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    parser.add_argument(
+        "--earlier-stage",
+        action="append",
+        default=[],
+        metavar="CKPT=COMMAND",
+        help="a checkpoint this run started from (train --init) and the command that trained "
+        "it; repeat for longer chains, earliest first",
+    )
+    parser.add_argument(
+        "--real-case-selected",
+        action="store_true",
+        help="say in the card that the real case's score was used to choose between candidate "
+        "checkpoints (it was still never trained on)",
+    )
     arguments = parser.parse_args()
 
     sys.path.insert(0, str(REPOSITORY / "EoFormerSegmentation"))
@@ -89,6 +103,19 @@ def main() -> int:
         "or validation",
     )
     card["training_command"] = arguments.training_command
+    stages = []
+    for entry in arguments.earlier_stage:
+        path, _, command = entry.partition("=")
+        earlier = load_checkpoint(Path(path)).card
+        stages.append(
+            {
+                "sha256": file_sha256(Path(path)),
+                "training_command": command,
+                **{key: earlier.get(key) for key in ("training_data", "training", "validation")},
+            }
+        )
+    if stages:
+        card["earlier_training_stages"] = stages
     card["trained_checkpoint_sha256"] = file_sha256(arguments.checkpoint)
     card["evaluation"] = {
         "metrics": "Dice and HD95 (mm) per region, BraTS conventions (both empty: Dice 1, "
@@ -106,6 +133,7 @@ def main() -> int:
             scores(real),
             reference="consensus of five BraTS 2020 algorithms (seg_consensus.nii.gz)",
             used_in_training=False,
+            used_for_model_selection=arguments.real_case_selected,
         ),
     }
     save_checkpoint(out, loaded.model, card)

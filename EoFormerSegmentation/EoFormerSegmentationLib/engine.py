@@ -134,9 +134,15 @@ def _run_network(
     if not getattr(model, "is_fused", False):
         model.fuse()
 
+    # The network's share of the progress bar is 0.25-0.85; a retry on the CPU after running
+    # out of GPU memory fills what is left of it, so that the bar never goes backwards.
+    span = {"start": 0.25, "reached": 0.25}
+
     def scaled(fraction: float, message: str) -> None:
+        value = span["start"] + (0.85 - span["start"]) * fraction
+        span["reached"] = max(span["reached"], value)
         if progress is not None:
-            progress(0.25 + 0.6 * fraction, message)
+            progress(value, message)
 
     try:
         probabilities = predict_probabilities(
@@ -154,8 +160,9 @@ def _run_network(
         torch.cuda.empty_cache()
         message = "the GPU ran out of memory; the segmentation was finished on the CPU"
         notes.append(message)
+        span["start"] = span["reached"]
         if progress is not None:
-            progress(0.25, message)
+            progress(span["start"], message)
         device = torch.device("cpu")
         probabilities = predict_probabilities(
             model,

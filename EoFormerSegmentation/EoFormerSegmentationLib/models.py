@@ -218,7 +218,10 @@ def load_checkpoint(path: PathLike, device: Any = "cpu") -> LoadedModel:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for corrupt or foreign files
-        raise InputError(f"{path}: cannot read the model file ({error})") from error
+        raise InputError(
+            f"{path}: cannot read the model file: not a PyTorch model file, or it is damaged "
+            f"({type(error).__name__})"
+        ) from error
     if not isinstance(payload, dict):
         raise InputError(f"{path}: not an EoFormer model file")
 

@@ -46,3 +46,36 @@ def test_cancel_stops_the_work_and_writes_nothing(
         )
     assert not output.exists()
     assert [path.name for path in tmp_path.iterdir()] == ["case"]
+
+
+def test_running_out_of_gpu_memory_finishes_on_the_cpu_and_progress_never_goes_back(
+    small_case, tiny_model, tmp_path, monkeypatch
+):
+    """The first pass 'runs out of GPU memory' half-way; the engine retries on the CPU."""
+    import torch
+    from EoFormerSegmentationLib import inference
+
+    real_predict = inference.predict_probabilities
+    calls = []
+
+    def predict_that_runs_out_of_memory_once(model, volume, device, **keywords):
+        calls.append(str(device))
+        if len(calls) == 1:
+            keywords["progress"](0.5, "window 4 of 8")
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real_predict(model, volume, device, **keywords)
+
+    monkeypatch.setattr(inference, "select_device", lambda request: torch.device("cpu"))
+    monkeypatch.setattr(inference, "predict_probabilities", predict_that_runs_out_of_memory_once)
+    fractions = []
+    output = tmp_path / "out.nii.gz"
+    result = segment_files(
+        *(small_case[s] for s in ("t1", "t1ce", "t2", "flair")),
+        output,
+        model_path=tiny_model,
+        progress=lambda fraction, message: fractions.append(fraction),
+    )
+    assert len(calls) == 2 and output.exists()
+    assert result.device == "cpu"
+    assert any("ran out of memory" in note for note in result.notes)
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0

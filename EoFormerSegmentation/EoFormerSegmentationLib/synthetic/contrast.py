@@ -19,7 +19,6 @@ __all__ = ["SEQUENCES", "TISSUES", "draw_contrasts", "render_sequence"]
 
 SEQUENCES = ("t1", "t1ce", "t2", "flair")
 TISSUES = ("csf", "gm", "wm", "edema", "necrosis", "enhancing")
-_NORMAL = ("csf", "gm", "wm")
 
 # (low, high) of each tissue's mean intensity relative to the sequence's brightest tissue.
 _RANGES: Dict[str, Dict[str, Tuple[float, float]]] = {
@@ -27,8 +26,8 @@ _RANGES: Dict[str, Dict[str, Tuple[float, float]]] = {
         "csf": (0.18, 0.32),
         "gm": (0.50, 0.62),
         "wm": (0.72, 0.86),
-        "edema": (0.42, 0.62),
-        "necrosis": (0.22, 0.52),
+        "edema": (0.42, 0.56),
+        "necrosis": (0.22, 0.38),
         "enhancing": (0.48, 0.62),
     },
     "t1ce": {
@@ -36,23 +35,23 @@ _RANGES: Dict[str, Dict[str, Tuple[float, float]]] = {
         "gm": (0.48, 0.60),
         "wm": (0.66, 0.80),
         "edema": (0.40, 0.54),
-        "necrosis": (0.18, 0.50),
-        "enhancing": (0.70, 1.35),
+        "necrosis": (0.18, 0.34),
+        "enhancing": (0.95, 1.35),
     },
     "t2": {
         "csf": (0.92, 1.05),
-        "gm": (0.40, 0.60),
-        "wm": (0.28, 0.44),
-        "edema": (0.46, 0.80),
-        "necrosis": (0.66, 1.02),
+        "gm": (0.48, 0.60),
+        "wm": (0.32, 0.44),
+        "edema": (0.68, 0.86),
+        "necrosis": (0.80, 1.02),
         "enhancing": (0.55, 0.72),
     },
     "flair": {
         "csf": (0.08, 0.20),
         "gm": (0.52, 0.64),
         "wm": (0.40, 0.50),
-        "edema": (0.55, 0.95),
-        "necrosis": (0.40, 1.00),
+        "edema": (0.82, 1.05),
+        "necrosis": (0.40, 0.85),
         "enhancing": (0.68, 0.88),
     },
 }
@@ -67,13 +66,6 @@ def draw_contrasts(rng: np.random.Generator) -> Dict[str, Dict[str, float]]:
     # T1ce is T1 plus enhancement: the non-enhancing tissues follow T1 closely.
     for tissue in ("csf", "gm", "wm", "edema", "necrosis"):
         contrasts["t1ce"][tissue] = contrasts["t1"][tissue] * float(rng.uniform(0.9, 1.02))
-    # Enhancement and FLAIR hyperintensity can be faint, but an enhancing rim stays brighter
-    # than white matter on T1ce, and edema brighter than white matter on T2 and than grey
-    # matter on FLAIR.
-    t1ce, t2, flair = contrasts["t1ce"], contrasts["t2"], contrasts["flair"]
-    t2["edema"] = max(t2["edema"], 1.15 * t2["wm"])
-    t1ce["enhancing"] = max(t1ce["enhancing"], 1.12 * max(t1ce["wm"], t1ce["edema"]))
-    flair["edema"] = max(flair["edema"], 1.08 * flair["gm"])
     return contrasts
 
 
@@ -97,9 +89,7 @@ def render_sequence(
     shape = brain.shape
     image = np.zeros(shape, dtype=np.float32)
     for tissue, probability in tissue_maps.items():
-        # Tumour tissue is more heterogeneous than normal tissue.
-        amplitude = rng.uniform(0.02, 0.07) if tissue in _NORMAL else rng.uniform(0.04, 0.18)
-        texture = 1.0 + amplitude * smooth_noise(rng, shape, rng.uniform(2, 6))
+        texture = 1.0 + rng.uniform(0.02, 0.07) * smooth_noise(rng, shape, rng.uniform(2, 6))
         image += probability * levels[tissue] * texture
     bias = np.exp(rng.uniform(0.05, 0.25) * smooth_noise(rng, shape, rng.uniform(40, 80), 8.0))
     image *= bias.astype(np.float32)

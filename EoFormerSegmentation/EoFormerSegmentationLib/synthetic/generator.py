@@ -21,7 +21,7 @@ from EoFormerSegmentationLib.synthetic.tumor import draw_tumor_plan, tumor_label
 
 __all__ = ["GENERATOR_VERSION", "SyntheticCase", "generate_case", "write_case"]
 
-GENERATOR_VERSION = "1.2"
+GENERATOR_VERSION = "1.1"
 
 BRATS_SHAPE = (240, 240, 155)
 # Centre of the brain in BraTS's 240 x 240 x 155 grid after as_closest_canonical (voxels).
@@ -100,15 +100,12 @@ def generate_case(seed: int, shape: Tuple[int, int, int] = BRATS_SHAPE) -> Synth
     for axis in range(3):
         coordinates[axis] += elastic_mm * smooth_noise(rng, box_shape, rng.uniform(18, 32), 6.0)
 
-    # Where can the tumour sit? White matter or cortex at least 8 mm inside the deformed
-    # brain (sampled coarsely): gliomas reach the cortex as often as they stay deep.
+    # Where can the tumour sit? Deep white matter of the deformed brain (sampled coarsely).
     coarse = coordinates[:, ::4, ::4, ::4]
     white_coarse = _sample(template.wm, coarse.reshape(3, -1)).reshape(coarse.shape[1:])
     brain_coarse = _sample(template.brain, coarse.reshape(3, -1)).reshape(coarse.shape[1:])
     depth = ndimage.distance_transform_edt(brain_coarse > 0.5) * 4.0
-    grey_coarse = _sample(template.gm, coarse.reshape(3, -1)).reshape(coarse.shape[1:])
-    tissue = (white_coarse > 0.5) | ((grey_coarse > 0.5) & (rng.uniform() < 0.4))
-    candidates = np.argwhere(tissue & (depth > 8.0)) * 4
+    candidates = np.argwhere((white_coarse > 0.5) & (depth > 14.0)) * 4
     if len(candidates) == 0:
         candidates = np.argwhere(brain_coarse > 0.5) * 4
     plan = draw_tumor_plan(rng, candidates.astype(np.float64))

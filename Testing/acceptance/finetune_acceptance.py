@@ -87,12 +87,11 @@ def main() -> int:
     }
     finetuned = out / "finetuned.pt"
     started = time.perf_counter()
-    if not finetuned.exists():
-        eoformer(
-            "finetune", "--model", model, "--cases", str(REAL_CASE), "--out", str(finetuned),
-            "--iterations", str(arguments.iterations), "--crop", str(arguments.crop),
-            "--lr", str(arguments.lr), "--device", "cpu",
-        )  # fmt: skip
+    eoformer(
+        "finetune", "--model", model, "--cases", str(REAL_CASE), "--out", str(finetuned),
+        "--iterations", str(arguments.iterations), "--crop", str(arguments.crop),
+        "--lr", str(arguments.lr), "--device", "cpu", "--overwrite",
+    )  # fmt: skip
     finetune_seconds = time.perf_counter() - started
     after = {
         kind: evaluate(str(finetuned), found, out / f"after_{kind}.json")
@@ -113,7 +112,7 @@ def main() -> int:
     synthetic_drop = synthetic_before - synthetic_after
     accepted &= synthetic_drop <= ALLOWED_SYNTHETIC_DROP
 
-    print(f"\nfine-tuning took {finetune_seconds:.0f} s (0 s: reused {finetuned})")
+    print(f"\nfine-tuning took {finetune_seconds:.0f} s")
     print("| region | real Dice before | real Dice after | must improve | improved |")
     print("| --- | --- | --- | --- | --- |")
     for region, real_before, real_after, needs_gain, improved in rows:

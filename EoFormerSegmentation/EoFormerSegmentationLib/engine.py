@@ -136,11 +136,12 @@ def _run_network(
 
     # The network's share of the progress bar is 0.25-0.85; a retry on the CPU after running
     # out of GPU memory fills what is left of it, so that the bar never goes backwards.
-    span = {"start": 0.25, "reached": 0.25}
+    start = reached = 0.25
 
     def scaled(fraction: float, message: str) -> None:
-        value = span["start"] + (0.85 - span["start"]) * fraction
-        span["reached"] = max(span["reached"], value)
+        nonlocal reached
+        value = start + (0.85 - start) * fraction
+        reached = max(reached, value)
         if progress is not None:
             progress(value, message)
 
@@ -160,9 +161,9 @@ def _run_network(
         torch.cuda.empty_cache()
         message = "the GPU ran out of memory; the segmentation was finished on the CPU"
         notes.append(message)
-        span["start"] = span["reached"]
+        start = reached
         if progress is not None:
-            progress(span["start"], message)
+            progress(start, message)
         device = torch.device("cpu")
         probabilities = predict_probabilities(
             model,

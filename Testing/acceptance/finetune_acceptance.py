@@ -28,7 +28,6 @@ from typing import Any, Dict, List
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 REAL_CASE = REPOSITORY.parent / "shared" / "data" / "real" / "TCGA-FG-6692"
-REGIONS = ("WT", "TC", "ET")
 DICE_GOOD_ENOUGH = 0.95
 ALLOWED_SYNTHETIC_DROP = 0.02
 
@@ -41,15 +40,23 @@ def eoformer(*arguments: str) -> None:
 
 
 def evaluate(model: str, cases: List[Path], report: Path) -> Dict[str, Any]:
-    """Cohort scores of ``model`` on ``cases`` (the ``evaluate --cases`` JSON)."""
-    if not report.exists():
-        eoformer("evaluate", "--cases", *map(str, cases), "--model", model, "--json", str(report))
+    """Cohort scores of ``model`` on ``cases`` (the ``evaluate --cases`` JSON).
+
+    A report left by an earlier run is reused only when it scores this very model file.
+    """
+    from EoFormerSegmentationLib.models import file_sha256
+
+    if report.exists():
+        saved = json.loads(report.read_text(encoding="utf-8"))
+        if saved["model"]["sha256"] == file_sha256(model):
+            return saved
+    eoformer("evaluate", "--cases", *map(str, cases), "--model", model, "--json", str(report))
     return json.loads(report.read_text(encoding="utf-8"))
 
 
 def mean_dice(summary: Dict[str, Dict[str, float]]) -> float:
-    """Mean of the three regions' mean Dice."""
-    return sum(summary[region]["dice_mean"] for region in REGIONS) / len(REGIONS)
+    """Mean over the regions (WT, TC, ET) of their mean Dice."""
+    return sum(region["dice_mean"] for region in summary.values()) / len(summary)
 
 
 def main() -> int:
@@ -69,6 +76,7 @@ def main() -> int:
     arguments = parser.parse_args()
 
     sys.path.insert(0, str(REPOSITORY / "EoFormerSegmentation"))
+    from EoFormerSegmentationLib.labels import REGIONS
     from EoFormerSegmentationLib.models import default_model_path
 
     model = arguments.model or str(default_model_path())

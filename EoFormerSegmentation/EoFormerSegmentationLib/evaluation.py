@@ -57,12 +57,11 @@ def evaluate_cases(
     Returns:
         ``{"model": ..., "cases": [{"case", "scores", "volumes_ml", "seconds"}], "summary": ...}``.
     """
-    from EoFormerSegmentationLib.cli.evaluate import read_label_map
     from EoFormerSegmentationLib.engine import segment_images
     from EoFormerSegmentationLib.geometry import image_to_array
     from EoFormerSegmentationLib.metrics import evaluate_labels
     from EoFormerSegmentationLib.models import load_checkpoint
-    from EoFormerSegmentationLib.segmentation_file import write_label_map
+    from EoFormerSegmentationLib.segmentation_file import read_label_map, write_label_map
     from EoFormerSegmentationLib.training.datasets import discover_cases
     from EoFormerSegmentationLib.volumes import read_sequences
 

@@ -30,6 +30,9 @@ __all__ = [
     "REGIONS",
     "CONVENTIONS",
     "SEGMENTS",
+    "SUBREGION_SEGMENTS",
+    "TERMINOLOGY_CONTEXT",
+    "TERMINOLOGY_FILE_NAME",
     "ET_LABEL",
     "labels_to_regions",
     "regions_to_labels",
@@ -46,10 +49,16 @@ ET_LABEL = {"brats2020": 4, "brats2023": 3}
 """Label value of the enhancing tumor in each convention (NCR is 1 and ED is 2 in both)."""
 
 # Slicer terminology string: context~category~type~typeModifier~anatomicContext~region~regionModifier
-# Each code is CodingScheme^CodeValue^CodeMeaning. "99EOF" is a private coding scheme (DICOM
-# reserves schemes starting with "99" for local codes) for the BraTS sub-region modifiers,
-# which have no standard code.
-_TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+# Each code is CodingScheme^CodeValue^CodeMeaning. Necrosis, edema and neoplasm are SNOMED CT
+# codes; "99EOF" is a private coding scheme (DICOM reserves schemes starting with "99" for
+# local codes) for the BraTS region modifiers, which have no standard code. All of them are
+# listed in the terminology file that the Slicer module ships and loads at startup
+# (TERMINOLOGY_FILE_NAME), so that Slicer's terminology selector shows them.
+TERMINOLOGY_CONTEXT = "Segmentation category and type - EoFormer brain tumor"
+"""Name of the category-and-type list of the module's terminology file."""
+TERMINOLOGY_FILE_NAME = "SegmentationCategoryTypeModifier-EoFormer.term.json"
+"""The terminology file, in the Slicer module's ``Resources/`` folder."""
+_TERMINOLOGY_CONTEXT = TERMINOLOGY_CONTEXT
 _ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 _CATEGORY = ("SCT", "49755003", "Morphologically Altered Structure")
 _TYPE = ("SCT", "108369006", "Neoplasm")
@@ -87,7 +96,46 @@ SEGMENTS: List[Dict[str, object]] = [
         "anatomic_region": _BRAIN,
     },
 ]
-"""The three output segments: id, display name, colour (RGB in 0-1) and terminology codes."""
+"""The three overlapping regions: id, display name, colour (RGB in 0-1) and terminology codes.
+
+They are what BraTS evaluates (Dice, HD95, volumes) and what the engine's ``.seg.nrrd`` holds.
+"""
+
+SUBREGION_SEGMENTS: List[Dict[str, object]] = [
+    {
+        "id": "NCR",
+        "name": "Necrotic tumor core",
+        "description": "Necrotic and non-enhancing tumor core (BraTS label 1)",
+        "label": 1,
+        "color": (0.95, 0.85, 0.25),
+        "category": _CATEGORY,
+        "type": ("SCT", "6574001", "Necrosis"),
+        "type_modifier": ("", "", ""),
+        "anatomic_region": _BRAIN,
+    },
+    {
+        "id": "ED",
+        "name": "Edema",
+        "description": "Peritumoral edema and infiltrated tissue (BraTS label 2)",
+        "label": 2,
+        "color": (0.33, 0.73, 0.33),
+        "category": _CATEGORY,
+        "type": ("SCT", "79654002", "Edema"),
+        "type_modifier": ("", "", ""),
+        "anatomic_region": _BRAIN,
+    },
+    {
+        **SEGMENTS[2],
+        "description": "Gadolinium-enhancing tumor (BraTS label 4, or 3 in BraTS 2023)",
+        "label": 4,
+    },
+]
+"""The three non-overlapping BraTS sub-regions, the segments a user edits in 3D Slicer.
+
+Each voxel belongs to at most one of them, so the Segment Editor's default "overwrite other
+segments" keeps them consistent; ``label`` is the BraTS 2020 label value. WT = NCR + ED + ET,
+TC = NCR + ET, ET = ET.
+"""
 
 
 def _code(code: tuple) -> str:
@@ -95,10 +143,10 @@ def _code(code: tuple) -> str:
 
 
 def segment_terminology(segment: Dict[str, object]) -> str:
-    """Slicer terminology entry string of one of :data:`SEGMENTS`.
+    """Slicer terminology entry string of one of :data:`SEGMENTS` or :data:`SUBREGION_SEGMENTS`.
 
     Args:
-        segment: an item of :data:`SEGMENTS`.
+        segment: an item of :data:`SEGMENTS` or :data:`SUBREGION_SEGMENTS`.
 
     Returns:
         The ``~``-separated string that Slicer stores in ``Segment<i>_Terminology`` of a

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Union
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
 
 from EoFormerSegmentationLib.errors import InputError
 from EoFormerSegmentationLib.geometry import image_to_array
-from EoFormerSegmentationLib.labels import ET_LABEL, REGIONS, SEGMENTS, segment_terminology
+from EoFormerSegmentationLib.labels import (
+    ET_LABEL,
+    REGIONS,
+    SEGMENTS,
+    SUBREGION_SEGMENTS,
+    segment_terminology,
+)
 from EoFormerSegmentationLib.models import atomic_write
 
 __all__ = [
@@ -25,6 +31,7 @@ __all__ = [
     "output_kind",
     "write_seg_nrrd",
     "read_seg_nrrd",
+    "read_label_map",
     "write_label_map",
 ]
 
@@ -122,24 +129,54 @@ def write_seg_nrrd(
     return path
 
 
-def _region_of_segment(segment: Dict[str, object]) -> Optional[str]:
-    names = {s["id"]: {s["id"].lower(), s["name"].lower()} for s in SEGMENTS}
-    candidates = {str(segment.get("id", "")).lower(), str(segment.get("name", "")).lower()}
-    for region, known in names.items():
-        if candidates & known:
-            return region
-    terminology = segment.get("terminology") or {}
-    modifier = terminology.get("typeModifier") if isinstance(terminology, dict) else None
-    if modifier and len(modifier) > 1 and modifier[1] in REGIONS:
-        return modifier[1]
+def _segment_fields(metadata: Mapping[str, str], index: int) -> Dict[str, object]:
+    """ID, name, layer, label value and terminology of ``Segment<index>_*`` header fields."""
+    prefix = f"Segment{index}_"
+    tags = metadata.get(prefix + "Tags", "")
+    terminology = ""
+    for tag in tags.split("|"):
+        if tag.startswith("TerminologyEntry:"):
+            terminology = tag[len("TerminologyEntry:") :]
+    return {
+        "id": metadata.get(prefix + "ID", ""),
+        "name": metadata.get(prefix + "Name", ""),
+        "layer": int(metadata.get(prefix + "Layer", "0") or 0),
+        "label": int(float(metadata.get(prefix + "LabelValue", "1") or 1)),
+        "terminology": terminology,
+    }
+
+
+def _segment_kind(segment: Dict[str, object]) -> Optional[str]:
+    """``WT``/``TC``/``ET`` (regions) or ``NCR``/``ED`` (sub-regions) for a segment, or None.
+
+    Segments are recognised by ID, by name, or by the type modifier of their terminology.
+    """
+    candidates = {str(segment["id"]).lower(), str(segment["name"]).lower()}
+    for spec in (*SEGMENTS, *SUBREGION_SEGMENTS):
+        if candidates & {str(spec["id"]).lower(), str(spec["name"]).lower()}:
+            return str(spec["id"])
+    fields = str(segment.get("terminology") or "").split("~")
+    if len(fields) > 3:
+        modifier = fields[3].split("^")
+        if len(modifier) > 1 and modifier[1] in REGIONS:
+            return modifier[1]
     return None
 
 
 def read_seg_nrrd(path: PathLike, require_all: bool = True) -> Dict[str, sitk.Image]:
     """Read WT / TC / ET from a ``.seg.nrrd`` (for example one corrected in 3D Slicer).
 
-    Segments are matched by id, name (``Whole tumor``, ``Tumor core``, ``Enhancing tumor``)
-    or terminology. Other segments are ignored.
+    Read with SimpleITK only (3D Slicer ships it), in both layouts that Slicer writes: one
+    layer per segment (a 4D file) or non-overlapping segments sharing a layer with different
+    label values (a 3D file). Segments are matched by id, name or terminology:
+
+    - region segments ``Whole tumor``, ``Tumor core``, ``Enhancing tumor`` (WT, TC, ET) are
+      returned as they are;
+    - otherwise the BraTS sub-region segments that the Slicer module writes, ``Necrotic tumor
+      core`` (NCR), ``Edema`` (ED) and ``Enhancing tumor`` (ET), give WT = NCR + ED + ET,
+      TC = NCR + ET and ET; a sub-region segment that is absent counts as empty.
+
+    Other segments are ignored.
 
     Args:
         path: the segmentation file.
@@ -147,40 +184,98 @@ def read_seg_nrrd(path: PathLike, require_all: bool = True) -> Dict[str, sitk.Im
             regions present are returned (the caller decides what an absent region means).
 
     Returns:
-        Region id -> ``uint8`` 0/1 image on the segmentation's grid.
+        Region id -> ``uint8`` 0/1 image on the segmentation's grid (LPS, like every
+        SimpleITK image).
 
     Raises:
         InputError: unreadable file, or (with ``require_all``) one of the three regions
             missing.
     """
-    import slicerio
-
     path = Path(path)
     try:
-        segmentation = slicerio.read_segmentation(str(path))
-    except Exception as error:  # slicerio/pynrrd raise several types
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        image = reader.Execute()
+    except RuntimeError as error:
         raise InputError(f"{path}: cannot read the segmentation ({error})") from error
-    ijk_to_lps = np.array(segmentation["ijkToLPS"], dtype=float)
-    spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
-    direction = ijk_to_lps[:3, :3] / spacing[None, :]
-    found: Dict[str, sitk.Image] = {}
-    for segment in segmentation["segments"]:
-        region = _region_of_segment(segment)
-        if region is None or region in found:
+    metadata = {key: reader.GetMetaData(key) for key in reader.GetMetaDataKeys()}
+    if image.GetDimension() != 3:
+        raise InputError(f"{path}: expected a 3D segmentation, got {image.GetDimension()}D")
+    masks: Dict[str, sitk.Image] = {}
+    index = 0
+    while f"Segment{index}_ID" in metadata:
+        segment = _segment_fields(metadata, index)
+        index += 1
+        kind = _segment_kind(segment)
+        if kind is None or kind in masks:
             continue
-        mask = np.asarray(slicerio.segment_mask(segmentation, segment)).astype(np.uint8)
-        image = sitk.GetImageFromArray(np.ascontiguousarray(mask.transpose(2, 1, 0)))
-        image.SetSpacing(spacing.tolist())
-        image.SetDirection(direction.flatten().tolist())
-        image.SetOrigin(ijk_to_lps[:3, 3].tolist())
-        found[region] = image
+        if image.GetNumberOfComponentsPerPixel() > 1:
+            layer = sitk.VectorIndexSelectionCast(image, int(segment["layer"]))
+        elif segment["layer"] == 0:
+            layer = image
+        else:
+            raise InputError(f"{path}: segment {segment['name']} is in a layer that is missing")
+        masks[kind] = sitk.Cast(layer == int(segment["label"]), sitk.sitkUInt8)
+    if not any(region in masks for region in ("WT", "TC")) and any(
+        kind in masks for kind in ("NCR", "ED")
+    ):
+        empty = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+        empty.CopyInformation(masks[next(kind for kind in ("NCR", "ED") if kind in masks)])
+        necrotic, edema = masks.get("NCR", empty), masks.get("ED", empty)
+        enhancing = masks.get("ET", empty)
+        masks = {
+            "WT": sitk.Or(sitk.Or(necrotic, edema), enhancing),
+            "TC": sitk.Or(necrotic, enhancing),
+            "ET": enhancing,
+        }
+    found = {region: masks[region] for region in REGIONS if region in masks}
     missing = [s["name"] for s in SEGMENTS if s["id"] not in found]
     if missing and require_all:
         raise InputError(
             f"{path}: segment(s) {', '.join(missing)} not found; expected segments named "
-            "Whole tumor, Tumor core and Enhancing tumor"
+            "Whole tumor, Tumor core and Enhancing tumor, or Necrotic tumor core, Edema and "
+            "Enhancing tumor"
         )
     return found
+
+
+def read_label_map(path: PathLike) -> Tuple[np.ndarray, sitk.Image]:
+    """A BraTS label map from a label image or a ``.seg.nrrd``.
+
+    Args:
+        path: label map (BraTS labels, ET as 4 or 3) or Slicer segmentation.
+
+    Returns:
+        The label array ``[x, y, z]`` (``uint8``; a ``.seg.nrrd`` gives BraTS 2020 labels) and
+        its SimpleITK image (the grid).
+
+    Raises:
+        InputError: missing or unreadable file, not a 3D label map, values that are not BraTS
+            labels.
+    """
+    from EoFormerSegmentationLib.geometry import array_to_image
+    from EoFormerSegmentationLib.labels import check_label_values, regions_to_labels
+
+    file = Path(path)
+    if not file.exists():
+        raise InputError(f"{file}: file not found")
+    if file.name.lower().endswith(SEGMENTATION_SUFFIX):
+        regions = read_seg_nrrd(file)
+        masks = np.stack([image_to_array(regions[r]) for r in REGIONS])
+        reference = regions[REGIONS[0]]
+        label = regions_to_labels(masks)
+        return label, array_to_image(label, reference)
+    try:
+        image = sitk.ReadImage(str(file))
+    except RuntimeError as error:
+        raise InputError(f"{file}: cannot read the label map ({error})") from error
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{file}: expected a 3D label map, got {image.GetDimension()}D")
+    array = image_to_array(image)
+    if not np.all(np.equal(np.mod(array, 1), 0)):
+        raise InputError(f"{file}: the label map has non-integer values")
+    check_label_values(array, str(file))
+    return array.astype(np.uint8), image
 
 
 def write_label_map(

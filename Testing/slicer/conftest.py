@@ -71,10 +71,22 @@ def eoformer_home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def python_slicer(tmp_path_factory) -> Path:
     """A ``PythonSlicer`` on PATH that, like Slicer's launcher, starts Python as a child
-    process (it does not exec), so that cancelling must stop the whole process group."""
+    process (it does not exec), so that cancelling must stop the whole process group.
+
+    Its Python sees only what Slicer's Python would hold: the packages Slicer ships, torch and
+    ``Resources/requirements.txt`` (see ``slicer_python_environment``).
+    """
+    from slicer_python_environment import write_sitecustomize
+
     folder = tmp_path_factory.mktemp("slicer-bin")
+    hiding = folder / "slicer-python"
+    write_sitecustomize(hiding)
     launcher = folder / "PythonSlicer"
-    launcher.write_text(f'#!/bin/sh\n"{sys.executable}" "$@"\nexit $?\n', encoding="utf-8")
+    launcher.write_text(
+        f'#!/bin/sh\nPYTHONPATH="{hiding}${{PYTHONPATH:+:$PYTHONPATH}}" "{sys.executable}" "$@"\n'
+        "exit $?\n",
+        encoding="utf-8",
+    )
     launcher.chmod(launcher.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     previous = os.environ.get("PATH", "")
     os.environ["PATH"] = f"{folder}{os.pathsep}{previous}"

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-
-import numpy as np
 
 from EoFormerSegmentationLib.errors import InputError
+from EoFormerSegmentationLib.segmentation_file import read_label_map
 
 __all__ = ["add_arguments", "run", "read_label_map"]
 
@@ -36,38 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def read_label_map(path: str):
-    """A BraTS label array ``[x, y, z]`` and its SimpleITK image from a label map or .seg.nrrd."""
-    import SimpleITK as sitk
-
-    from EoFormerSegmentationLib.geometry import array_to_image, image_to_array
-    from EoFormerSegmentationLib.labels import REGIONS, check_label_values, regions_to_labels
-    from EoFormerSegmentationLib.segmentation_file import read_seg_nrrd
-
-    file = Path(path)
-    if not file.exists():
-        raise InputError(f"{file}: file not found")
-    if file.name.lower().endswith(".seg.nrrd"):
-        regions = read_seg_nrrd(file)
-        masks = np.stack([image_to_array(regions[r]) for r in REGIONS])
-        reference = regions[REGIONS[0]]
-        label = regions_to_labels(masks)
-        return label, array_to_image(label, reference)
-    try:
-        image = sitk.ReadImage(str(file))
-    except RuntimeError as error:
-        raise InputError(f"{file}: cannot read the label map ({error})") from error
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{file}: expected a 3D label map, got {image.GetDimension()}D")
-    array = image_to_array(image)
-    if not np.all(np.equal(np.mod(array, 1), 0)):
-        raise InputError(f"{file}: the label map has non-integer values")
-    check_label_values(array, str(file))
-    return array.astype(np.uint8), image
-
-
 def _write_json(path: str, report: dict) -> None:
-    from EoFormerSegmentationLib.models import atomic_write
+    from EoFormerSegmentationLib.files import atomic_write
 
     with atomic_write(path) as temporary:
         temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -79,11 +47,14 @@ def _run_cohort(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from EoFormerSegmentationLib.evaluation import evaluate_cases
+    from EoFormerSegmentationLib.files import check_creatable_folder
     from EoFormerSegmentationLib.models import default_model_path
 
     model = args.model or default_model_path()
     if model is None:
         raise InputError("no model given (--model) and no bundled model is installed")
+    if args.predictions:
+        check_creatable_folder(args.predictions, f"--predictions {args.predictions}")
     bar = tqdm(unit="case", file=sys.stderr)
 
     def progress(done: int, total: int, name: str) -> None:
@@ -124,6 +95,7 @@ def _run_cohort(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from EoFormerSegmentationLib.cli.segment import check_report_path
+    from EoFormerSegmentationLib.geometry import grid_differences
     from EoFormerSegmentationLib.metrics import evaluate_labels
 
     check_report_path(args.json, {"--pred": args.pred, "--ref": args.ref})
@@ -136,15 +108,11 @@ def run(args: argparse.Namespace) -> int:
 
     prediction, prediction_image = read_label_map(args.pred)
     reference, reference_image = read_label_map(args.ref)
-    if (
-        prediction.shape != reference.shape
-        or not np.allclose(prediction_image.GetSpacing(), reference_image.GetSpacing(), atol=1e-4)
-        or not np.allclose(prediction_image.GetOrigin(), reference_image.GetOrigin(), atol=1e-3)
-    ):
+    differences = grid_differences(prediction_image, reference_image)
+    if differences:
         raise InputError(
-            f"{args.pred}: its grid (size {prediction_image.GetSize()}, spacing "
-            f"{prediction_image.GetSpacing()}) differs from the reference {args.ref} (size "
-            f"{reference_image.GetSize()}, spacing {reference_image.GetSpacing()})"
+            f"{args.pred}: its grid differs from that of the reference {args.ref}: "
+            f"{'; '.join(differences)} (prediction vs reference)"
         )
     scores = evaluate_labels(prediction, reference, reference_image.GetSpacing())
     print(f"{'region':<8}{'Dice':>8}{'HD95 mm':>10}")

@@ -290,9 +290,11 @@ class BenchmarkResult:
 
     def write_json(self, path: os.PathLike) -> Path:
         """Write :meth:`to_dict` to ``path`` (UTF-8 JSON) and return the path."""
+        from EoFormerSegmentationLib.files import atomic_write
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        with atomic_write(path) as temporary:
+            temporary.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
         return path
 
 

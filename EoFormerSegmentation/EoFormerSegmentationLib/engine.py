@@ -22,6 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from EoFormerSegmentationLib.errors import InputError
+from EoFormerSegmentationLib.files import check_writable_folder
 from EoFormerSegmentationLib.geometry import (
     array_to_image,
     image_to_array,
@@ -30,7 +31,11 @@ from EoFormerSegmentationLib.geometry import (
 )
 from EoFormerSegmentationLib.labels import CONVENTIONS, REGIONS, regions_to_labels
 from EoFormerSegmentationLib.models import LoadedModel, default_model_path, load_checkpoint
-from EoFormerSegmentationLib.postprocessing import PostprocessingSettings, postprocess_regions
+from EoFormerSegmentationLib.postprocessing import (
+    PostprocessingSettings,
+    plausibility_warnings,
+    postprocess_regions,
+)
 from EoFormerSegmentationLib.preprocessing import (
     brain_bounding_box,
     normalize_intensity,
@@ -257,6 +262,7 @@ def segment_images(
     )
     voxel_volume_ml = float(np.prod(reference.GetSpacing())) / 1000.0
     masks = postprocess_regions(probabilities_reference, voxel_volume_ml, postprocessing)
+    notes.extend(plausibility_warnings(masks, voxel_volume_ml))
     label = regions_to_labels(masks, label_convention)
     label_image = array_to_image(label, reference)
     region_images = {
@@ -291,6 +297,7 @@ def _check_output(output: Path, inputs: Mapping[str, PathLike], overwrite: bool)
         raise InputError(f"{output}: is a folder; give an output file name")
     if not output.parent.exists():
         raise InputError(f"{output}: the folder {output.parent} does not exist")
+    check_writable_folder(output.parent, str(output))
     return kind
 
 
@@ -340,13 +347,14 @@ def segment_files(
         model_path = default_model_path()
         if model_path is None:
             raise InputError("no model given (--model) and no bundled model is installed")
-    images = read_sequences(inputs)
-    read_seconds = time.perf_counter() - started
+    # the model first: a bad model file is refused before the images are read
     if progress is not None:
         progress(0.02, "loading the model")
-    load_started = time.perf_counter()
     loaded = load_checkpoint(model_path)
-    load_seconds = time.perf_counter() - load_started
+    load_seconds = time.perf_counter() - started
+    read_started = time.perf_counter()
+    images = read_sequences(inputs)
+    read_seconds = time.perf_counter() - read_started
     result = segment_images(
         images,
         loaded,
@@ -366,10 +374,21 @@ def segment_files(
             progress(0.97, f"writing {output.name}")
         write_started = time.perf_counter()
         if kind == "segmentation":
-            write_seg_nrrd(output, result.regions, result.model_name, result.model_sha256)
+            write_seg_nrrd(
+                output,
+                result.regions,
+                result.model_name,
+                result.model_sha256,
+                overwrite=overwrite,
+            )
         else:
             write_label_map(
-                output, result.label_map, label_convention, result.model_name, result.model_sha256
+                output,
+                result.label_map,
+                label_convention,
+                result.model_name,
+                result.model_sha256,
+                overwrite=overwrite,
             )
         result.output = output
         result.timings_s["write"] = time.perf_counter() - write_started

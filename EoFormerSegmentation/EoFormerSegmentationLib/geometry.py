@@ -8,7 +8,7 @@ gives, the orientation the training code reads. SimpleITK's physical space is LP
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -21,6 +21,7 @@ __all__ = [
     "resample_onto",
     "image_to_array",
     "array_to_image",
+    "grid_differences",
 ]
 
 NETWORK_SPACING_MM = 1.0
@@ -95,3 +96,42 @@ def array_to_image(array: np.ndarray, grid: sitk.Image) -> sitk.Image:
     image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
     image.CopyInformation(grid)
     return image
+
+
+def _rounded(values, digits: int = 4) -> tuple:
+    return tuple(round(float(value), digits) + 0.0 for value in values)
+
+
+def grid_differences(
+    image: sitk.Image, reference: sitk.Image, spacing_tolerance_mm: float = 1e-4
+) -> List[str]:
+    """How the grid of ``image`` differs from that of ``reference``, one phrase per property.
+
+    Size, spacing (mm), origin (LPS, mm) and direction are compared; each differing property
+    is named with both values, e.g. ``"origin (0.0, 0.0, 0.0) vs (5.0, 0.0, 0.0) mm"``.
+
+    Args:
+        image: the image to compare.
+        reference: the grid it should have.
+        spacing_tolerance_mm: differences below this are ignored (origin: 10 times it;
+            direction: 1e-4 per cosine).
+
+    Returns:
+        An empty list when the grids are the same.
+    """
+    differences = []
+    if image.GetSize() != reference.GetSize():
+        differences.append(f"size {image.GetSize()} vs {reference.GetSize()} voxels")
+    if not np.allclose(image.GetSpacing(), reference.GetSpacing(), atol=spacing_tolerance_mm):
+        differences.append(
+            f"spacing {_rounded(image.GetSpacing())} vs {_rounded(reference.GetSpacing())} mm"
+        )
+    if not np.allclose(image.GetOrigin(), reference.GetOrigin(), atol=10 * spacing_tolerance_mm):
+        differences.append(
+            f"origin {_rounded(image.GetOrigin(), 3)} vs {_rounded(reference.GetOrigin(), 3)} mm"
+        )
+    if not np.allclose(image.GetDirection(), reference.GetDirection(), atol=1e-4):
+        differences.append(
+            f"direction {_rounded(image.GetDirection())} vs {_rounded(reference.GetDirection())}"
+        )
+    return differences

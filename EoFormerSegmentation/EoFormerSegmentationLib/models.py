@@ -12,16 +12,16 @@ A plain ``state_dict`` saved by the authors' original EoFormer code is accepted 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import inspect
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from EoFormerSegmentationLib.errors import InputError
+from EoFormerSegmentationLib.files import atomic_write  # re-exported: older imports use it
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -40,35 +40,12 @@ __all__ = [
 CHECKPOINT_FORMAT = "eoformer-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 BUNDLED_MODEL_NAME = "eoformer_glioma_synthetic_v1"
+REQUIRED_IN_CHANNELS = 4
+"""Input channels of every model: T1, T1ce, T2, FLAIR."""
+REQUIRED_OUT_CHANNELS = 3
+"""Output channels of every model: WT, TC, ET."""
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-@contextlib.contextmanager
-def atomic_write(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
-
-    Readers never see a half-written file, and a failure or cancellation leaves nothing behind
-    (the temporary file is removed). The suffix of ``path`` is kept on the temporary name, so
-    writers that choose a format by suffix (SimpleITK, nibabel) still work.
-
-    Args:
-        path: the final file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes) or ".tmp"
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent
-    )
-    os.close(handle)
-    temporary_path = Path(temporary)
-    try:
-        yield temporary_path
-        os.replace(temporary_path, path)
-    finally:
-        if temporary_path.exists():
-            temporary_path.unlink()
 
 
 def file_sha256(path: PathLike) -> str:
@@ -195,6 +172,33 @@ def _looks_official(state_dict: Dict[str, Any]) -> bool:
     )
 
 
+def _checked_config(path: Path, config: Any, network: Any) -> Dict[str, Any]:
+    """The network settings of a checkpoint, refused unless they make a 4-in, 3-out EoFormer."""
+    if config is None:
+        raise InputError(
+            f"{path}: the model file has no network settings ('config'); it was not written "
+            "by EoFormer for 3D Slicer, or it is damaged"
+        )
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: the network settings ('config') are not a dictionary")
+    known = set(inspect.signature(network.__init__).parameters) - {"self"}
+    unknown = sorted(str(key) for key in config if key not in known)
+    if unknown:
+        raise InputError(
+            f"{path}: unknown network setting(s) in its 'config': {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    expected = {"in_channels": REQUIRED_IN_CHANNELS, "out_channels": REQUIRED_OUT_CHANNELS}
+    for key, value in expected.items():
+        if config.get(key, value) != value:
+            raise InputError(
+                f"{path}: the network has {key} = {config[key]}; a brain-tumor model needs "
+                f"{REQUIRED_IN_CHANNELS} inputs (T1, T1ce, T2, FLAIR) and "
+                f"{REQUIRED_OUT_CHANNELS} outputs (WT, TC, ET)"
+            )
+    return dict(config)
+
+
 def load_checkpoint(path: PathLike, device: Any = "cpu") -> LoadedModel:
     """Load a checkpoint written by :func:`save_checkpoint` or the original EoFormer code.
 
@@ -206,7 +210,9 @@ def load_checkpoint(path: PathLike, device: Any = "cpu") -> LoadedModel:
         A :class:`LoadedModel` with the unfused network in eval mode.
 
     Raises:
-        InputError: the file is missing, unreadable or not an EoFormer model.
+        InputError: the file is missing, unreadable or not an EoFormer model; its network
+            settings lack ``config``, hold an unknown key, or do not make a network with 4
+            inputs and 3 outputs; or the weights do not fit. The message names the file.
     """
     import torch
 
@@ -229,10 +235,18 @@ def load_checkpoint(path: PathLike, device: Any = "cpu") -> LoadedModel:
         version = payload.get("format_version")
         if version != CHECKPOINT_FORMAT_VERSION:
             raise InputError(f"{path}: checkpoint format version {version} is not supported")
-        config = dict(payload["config"])
-        model = EoFormer(**config)
+        config = _checked_config(path, payload.get("config"), EoFormer)
         try:
-            model.load_state_dict(payload["state_dict"])
+            model = EoFormer(**config)
+        except (TypeError, ValueError) as error:
+            raise InputError(
+                f"{path}: its network settings ('config') are invalid ({error})"
+            ) from error
+        state_dict = payload.get("state_dict")
+        if not isinstance(state_dict, dict):
+            raise InputError(f"{path}: the model file holds no weights ('state_dict')")
+        try:
+            model.load_state_dict(state_dict)
         except RuntimeError as error:
             raise InputError(f"{path}: the weights do not fit the network ({error})") from error
         card = dict(payload.get("card") or {})

@@ -1,13 +1,20 @@
-"""From probabilities to WT / TC / ET masks: threshold, nesting, small-component cleanup."""
+"""From probabilities to WT / TC / ET masks: threshold, nesting, small-component cleanup; and
+the plausibility checks that warn about a result that is probably wrong."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import List, Optional
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["PostprocessingSettings", "postprocess_regions"]
+__all__ = [
+    "PostprocessingSettings",
+    "postprocess_regions",
+    "PlausibilityLimits",
+    "plausibility_warnings",
+]
 
 
 @dataclass
@@ -65,3 +72,73 @@ def postprocess_regions(
     ):
         enhancing = np.zeros_like(enhancing)  # its voxels stay in TC, i.e. become NCR
     return np.stack([whole, core, enhancing])
+
+
+@dataclass
+class PlausibilityLimits:
+    """Limits beyond which a segmentation is reported as implausible (a warning, not a change).
+
+    Attributes:
+        max_whole_tumor_ml: a whole tumor larger than this (mL, about a third of an adult
+            brain) is implausible; a scan that still has its skull and scalp can give several
+            hundred mL of false tumor.
+        max_border_slices: a whole tumor that reaches the edge of the image on more slices
+            than this (along any axis) is implausible: the brain, and so the tumor, lies
+            inside the head, away from the image's edges, unless the image is cut through the
+            tumor or holds skull and scalp.
+    """
+
+    max_whole_tumor_ml: float = 400.0
+    max_border_slices: int = 10
+
+
+def _border_slices(whole: np.ndarray) -> int:
+    """Most slices, along any axis, on which ``whole`` has voxels at the image's edge."""
+    border = np.zeros_like(whole, dtype=bool)
+    for axis in range(whole.ndim):
+        for end in (0, -1):
+            index = [slice(None)] * whole.ndim
+            index[axis] = end
+            border[tuple(index)] = True
+    touching = whole & border
+    if not touching.any():
+        return 0
+    counts = []
+    for axis in range(whole.ndim):
+        others = tuple(a for a in range(whole.ndim) if a != axis)
+        counts.append(int(np.count_nonzero(touching.any(axis=others))))
+    return max(counts)
+
+
+def plausibility_warnings(
+    masks: np.ndarray, voxel_volume_ml: float, limits: Optional[PlausibilityLimits] = None
+) -> List[str]:
+    """Warnings about a segmentation that is probably wrong, for the user to see.
+
+    Args:
+        masks: ``(3, X, Y, Z)`` WT / TC / ET masks (from :func:`postprocess_regions`).
+        voxel_volume_ml: volume of one voxel, mL.
+        limits: the limits; defaults of :class:`PlausibilityLimits` when ``None``.
+
+    Returns:
+        One sentence per problem found (empty when the result looks plausible). Each starts
+        with ``warning:`` and says what to check.
+    """
+    limits = limits or PlausibilityLimits()
+    whole = np.asarray(masks[0], dtype=bool)
+    warnings: List[str] = []
+    whole_ml = float(np.count_nonzero(whole)) * voxel_volume_ml
+    if whole_ml > limits.max_whole_tumor_ml:
+        warnings.append(
+            f"warning: implausible result: the whole tumor is {whole_ml:.0f} mL (more than "
+            f"{limits.max_whole_tumor_ml:.0f} mL); check that the images are skull-stripped "
+            "brain MRI and that the sequences are assigned correctly before using it"
+        )
+    slices = _border_slices(whole)
+    if slices > limits.max_border_slices:
+        warnings.append(
+            f"warning: implausible result: the whole tumor reaches the edge of the image on "
+            f"{slices} slices; the images may still hold the skull and scalp, or be cut "
+            "through the tumor; check the result before using it"
+        )
+    return warnings

@@ -15,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from EoFormerSegmentationLib.errors import InputError
+from EoFormerSegmentationLib.files import atomic_write
 from EoFormerSegmentationLib.geometry import image_to_array
 from EoFormerSegmentationLib.labels import (
     ET_LABEL,
@@ -23,7 +24,6 @@ from EoFormerSegmentationLib.labels import (
     SUBREGION_SEGMENTS,
     segment_terminology,
 )
-from EoFormerSegmentationLib.models import atomic_write
 
 __all__ = [
     "SEGMENTATION_SUFFIX",
@@ -73,6 +73,7 @@ def write_seg_nrrd(
     regions: Mapping[str, sitk.Image],
     model_name: str,
     model_sha256: Optional[str] = None,
+    overwrite: bool = True,
 ) -> Path:
     """Write WT / TC / ET as a 3D Slicer segmentation file.
 
@@ -81,6 +82,8 @@ def write_seg_nrrd(
         regions: region id (``WT``, ``TC``, ``ET``) -> 0/1 image; all on the same grid.
         model_name: name of the model that made the segmentation (stored in the file).
         model_sha256: SHA-256 of the model file (stored in the file).
+        overwrite: replace an existing file; when False an existing file (for example one
+            that a concurrent run wrote meanwhile) is kept and ``OutputError`` is raised.
 
     Returns:
         ``path``.
@@ -124,7 +127,7 @@ def write_seg_nrrd(
             f"Segmentation.Status:completed|EoFormer.Model:{model_name}|"
         )
     path = Path(path)
-    with atomic_write(path) as temporary:
+    with atomic_write(path, overwrite=overwrite) as temporary:
         nrrd.write(str(temporary), layers, header, compression_level=6)
     return path
 
@@ -284,6 +287,7 @@ def write_label_map(
     convention: str,
     model_name: str,
     model_sha256: Optional[str] = None,
+    overwrite: bool = True,
 ) -> Path:
     """Write a BraTS label map (1 NCR, 2 ED, 4 or 3 ET) with the model named in its header.
 
@@ -293,6 +297,8 @@ def write_label_map(
         convention: ``brats2020`` or ``brats2023`` (recorded in the header).
         model_name: model that made it.
         model_sha256: SHA-256 of the model file.
+        overwrite: replace an existing file; when False an existing file is kept and
+            ``OutputError`` is raised.
     """
     path = Path(path)
     image = sitk.Image(label)
@@ -301,6 +307,6 @@ def write_label_map(
     image.SetMetaData("EoFormer_Model", model_name)
     image.SetMetaData("EoFormer_ModelSHA256", model_sha256 or "")
     image.SetMetaData("EoFormer_LabelConvention", convention)
-    with atomic_write(path) as temporary:
+    with atomic_write(path, overwrite=overwrite) as temporary:
         sitk.WriteImage(image, str(temporary), useCompression=True)
     return path

@@ -6,9 +6,11 @@ Images are kept in SimpleITK's physical space (LPS, mm); nothing here changes th
 
 from __future__ import annotations
 
+import gzip
 import os
+import zlib
 from pathlib import Path
-from typing import Dict, Mapping, Tuple, Union
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -56,6 +58,57 @@ def _count_non_finite_nifti(path: Path) -> int:
     return int((~np.isfinite(np.asanyarray(image.dataobj))).sum())
 
 
+def _nifti_data_bytes(path: Path) -> Optional[int]:
+    """Bytes a NIfTI file must hold (header, extensions and voxels), from its header.
+
+    ``None`` when nibabel cannot read the header (SimpleITK's reading then decides).
+    """
+    import nibabel
+
+    try:
+        header = nibabel.load(str(path)).header
+        shape = header.get_data_shape()
+        voxels = int(np.prod(shape, dtype=np.int64)) if shape else 0
+        return int(header.get_data_offset()) + voxels * header.get_data_dtype().itemsize
+    except Exception:  # not a NIfTI header nibabel understands
+        return None
+
+
+def _check_nifti_complete(path: Path, label: str) -> None:
+    """Refuse a NIfTI file that holds fewer bytes than its header announces.
+
+    SimpleITK reads a truncated ``.nii.gz`` (an interrupted copy or download) without an
+    error and fills the missing slices with zeros, which would give a wrong segmentation
+    silently. The file is decompressed as a stream, so this costs no memory.
+    """
+    expected = _nifti_data_bytes(path)
+    if expected is None:
+        return
+    if path.name.lower().endswith(".gz"):
+        held = 0
+        try:
+            with gzip.open(path, "rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    held += len(block)
+                    if held >= expected:
+                        break
+        except (EOFError, OSError, zlib.error) as error:
+            if held >= expected:
+                return
+            raise InputError(
+                f"{path}: the {label} file is truncated or damaged: its compressed data ends "
+                f"before the {expected} bytes its header announces ({error}; an interrupted "
+                "copy or download?)"
+            ) from error
+    else:
+        held = path.stat().st_size
+    if held < expected:
+        raise InputError(
+            f"{path}: the {label} file is truncated: it holds {held} of the {expected} bytes "
+            "its header announces (an interrupted copy or download?)"
+        )
+
+
 def read_image(path: PathLike, label: str = "image") -> sitk.Image:
     """Read one 3D scalar image and check its values.
 
@@ -67,12 +120,14 @@ def read_image(path: PathLike, label: str = "image") -> sitk.Image:
         The image as ``float32``.
 
     Raises:
-        InputError: the file is missing or unreadable, not 3D, not scalar, contains NaN or
-            infinite values, or is all zero. The message names the file.
+        InputError: the file is missing, unreadable or truncated, not 3D, not scalar,
+            contains NaN or infinite values, or is all zero. The message names the file.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: {label} file not found")
+    if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz")):
+        _check_nifti_complete(path, label)
     try:
         image = _read_dicom_series(path) if path.is_dir() else sitk.ReadImage(str(path))
     except RuntimeError as error:

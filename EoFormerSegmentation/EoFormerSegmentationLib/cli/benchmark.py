@@ -18,7 +18,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from EoFormerSegmentationLib.cli.options import (
+    check_model_file,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from EoFormerSegmentationLib.errors import InputError
+from EoFormerSegmentationLib.files import check_output_file
 
 __all__ = ["add_arguments", "run"]
 
@@ -34,33 +41,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=2,
         metavar="N",
         help="PyTorch CPU threads of every measurement (default 2, a laptop's share)",
     )
     parser.add_argument(
         "--window",
-        type=int,
+        type=positive_int,
         default=128,
         metavar="W",
         help="cubic window size in voxels, a multiple of 32 (default 128)",
     )
     parser.add_argument(
         "--repeats",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="timed forwards per row at most (default 5 on CPU, 20 on CUDA)",
     )
     parser.add_argument(
         "--warmup",
-        type=int,
+        type=non_negative_int,
         metavar="N",
         help="untimed forwards per row first (default 1 on CPU, 3 on CUDA)",
     )
     parser.add_argument(
         "--time-budget",
-        type=float,
+        type=positive_float,
         default=20.0,
         metavar="SECONDS",
         help="a row stops timing after this many seconds, once 2 runs are done (default 20)",
@@ -103,7 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--end-to-end-runs",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="whole-case runs, the first cold (default 2 on CPU, 4 on CUDA)",
     )
@@ -140,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--case {args.case}: not a folder")
     if args.model is not None and not args.model.is_file():
         raise InputError(f"--model {args.model}: file not found")
+    check_model_file(args.model)
+    if args.json is not None:
+        check_output_file(args.json, "--json")
 
     def progress(fraction: float, message: str) -> None:
         if not args.quiet:

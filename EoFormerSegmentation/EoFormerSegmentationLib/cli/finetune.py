@@ -19,7 +19,15 @@ import signal
 import sys
 from pathlib import Path
 
+from EoFormerSegmentationLib.cli.options import (
+    check_model_file,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from EoFormerSegmentationLib.errors import InputError
+from EoFormerSegmentationLib.files import check_creatable_folder
 
 __all__ = ["add_arguments", "run"]
 
@@ -43,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NEW_CKPT",
         help="the new model file (.pt); its model card is written beside it",
     )
-    parser.add_argument("--iterations", type=int, help="maximum steps (default 200)")
-    parser.add_argument("--lr", type=float, help="peak learning rate (default 1e-4)")
+    parser.add_argument("--iterations", type=positive_int, help="maximum steps (default 200)")
+    parser.add_argument("--lr", type=positive_float, help="peak learning rate (default 1e-4)")
     parser.add_argument(
         "--freeze",
         choices=("encoder", "none"),
@@ -57,14 +65,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default; generated on the fly), 'none', or a folder of cases such as "
         "one written by 'eoformer synth'",
     )
-    parser.add_argument("--replay-cases", type=int, metavar="N", help="replay cases (4)")
     parser.add_argument(
-        "--replay-fraction", type=float, metavar="F", help="share of replay crops (0.3)"
+        "--replay-cases", type=non_negative_int, metavar="N", help="replay cases (4)"
     )
-    parser.add_argument("--crop", type=int, help="crop edge in voxels (128 on GPU, 96 on CPU)")
-    parser.add_argument("--batch-size", type=int, help="crops per step (2 on GPU, 1 on CPU)")
     parser.add_argument(
-        "--patience", type=int, help="early stop after N steps without improvement (30; 0: never)"
+        "--replay-fraction", type=fraction, metavar="F", help="share of replay crops (0.3)"
+    )
+    parser.add_argument(
+        "--crop", type=positive_int, help="crop edge in voxels (128 on GPU, 96 on CPU)"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, help="crops per step (2 on GPU, 1 on CPU)"
+    )
+    parser.add_argument(
+        "--patience",
+        type=non_negative_int,
+        help="early stop after N steps without improvement (30; 0: never)",
     )
     parser.add_argument("--device", help="auto (default), cpu or cuda")
     parser.add_argument(
@@ -72,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "bf16", "fp16", "none"),
         help="mixed precision (auto: on CUDA only)",
     )
-    parser.add_argument("--seed", type=int, help="random seed (0)")
+    parser.add_argument("--seed", type=non_negative_int, help="random seed (0)")
     parser.add_argument("--name", help="model name in the model card (default: file stem)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing NEW_CKPT")
     parser.add_argument(
@@ -106,6 +122,11 @@ def run(args: argparse.Namespace) -> int:
     model_path = args.model or default_model_path()
     if model_path is None:
         raise InputError("--model is required: no bundled model is installed")
+    out_path = Path(args.out)
+    if out_path.is_dir():
+        raise InputError(f"--out {out_path}: is a folder; give a .pt file name")
+    check_creatable_folder(out_path.parent, f"--out {out_path}")
+    check_model_file(model_path)
     overrides = {
         option: getattr(args, option)
         for option in _SETTING_OPTIONS

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
-from EoFormerSegmentationLib.errors import InputError
+from EoFormerSegmentationLib.cli.options import open_fraction, positive_int
+from EoFormerSegmentationLib.errors import InputError, OutputError
+from EoFormerSegmentationLib.files import atomic_write, check_output_file, remove_file
 
 __all__ = ["add_arguments", "run", "progress_reporter", "check_report_path"]
 
@@ -46,12 +48,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--json", metavar="REPORT", help="also write the report to this file")
     parser.add_argument(
-        "--overlap", type=float, default=0.5, help="sliding-window overlap fraction (default 0.5)"
+        "--overlap",
+        type=open_fraction,
+        default=0.5,
+        help="sliding-window overlap fraction, 0 to below 1 (default 0.5)",
     )
     parser.add_argument(
-        "--sw-batch-size", type=int, help="windows per forward pass (default 1 on CPU, 4 on CUDA)"
+        "--sw-batch-size",
+        type=positive_int,
+        help="windows per forward pass (default 1 on CPU, 4 on CUDA)",
     )
-    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch")
     parser.add_argument(
         "--progress",
         default="auto",
@@ -94,13 +101,15 @@ def check_report_path(report: Optional[str], files: Mapping[str, Optional[str]])
         files: role (``t1``, ``output``, ...) -> path of the command's other files.
 
     Raises:
-        InputError: ``report`` is a folder or the same file as one of ``files``.
+        InputError: ``report`` is a folder or the same file as one of ``files``, or its
+            folder is missing or not writable.
     """
     if not report:
         return
     report_path = Path(report)
     if report_path.is_dir():
         raise InputError(f"--json {report}: is a folder; give a file name for the report")
+    check_output_file(report_path, "--json")
     for role, path in files.items():
         if not path:
             continue
@@ -151,10 +160,14 @@ def run(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"eoformer segment: {note}", file=sys.stderr)
     if args.json:
-        from EoFormerSegmentationLib.models import atomic_write
-
-        with atomic_write(args.json) as temporary:
-            temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        try:
+            with atomic_write(args.json) as temporary:
+                temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        except OutputError as error:
+            # no result without its report: a failing run leaves no output behind
+            if result.output is not None:
+                remove_file(result.output)
+            raise OutputError(f"{error}; the segmentation {result.output} was removed") from error
     volumes = ", ".join(f"{k} {v:.1f} mL" for k, v in result.volumes_ml.items())
     print(
         f"wrote {result.output} ({volumes}; model {result.model_name}; "

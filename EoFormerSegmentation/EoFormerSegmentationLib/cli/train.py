@@ -215,8 +215,10 @@ _RESUMABLE = {"iterations", "time_limit", "workers", "device", "val_every", "log
 
 def run(args: argparse.Namespace) -> int:
     """Run ``eoformer train``; returns the exit status."""
+    from EoFormerSegmentationLib.cli.options import check_run_folder
     from EoFormerSegmentationLib.training.trainer import TrainingConfig, train
 
+    check_run_folder(args.out, None if args.resume else args.init)
     given = {
         field: getattr(args, option)
         for option, field in _OPTION_TO_FIELD.items()

@@ -3,11 +3,12 @@
 Four MRI sequences in; WT / TC / ET out on the grid of the T1ce, exactly (same size, spacing,
 origin and direction), as a Slicer segmentation or a BraTS label map.
 
-Steps: read and check the images -> (optional) rigid co-registration to the T1ce -> resample
-onto the network grid (1 mm, RAS) -> z-score over the brain, crop to the brain, pad to a
-multiple of 16 -> fused EoFormer over a Gaussian-blended sliding window -> sigmoid
-probabilities resampled (linearly) back onto the T1ce grid -> threshold, nesting and cleanup ->
-write.
+Steps: read and check the images -> rigid co-registration of T1, T2 and FLAIR to the T1ce
+(automatic when their grids differ from the T1ce's) -> resample onto the network grid (1 mm,
+RAS) -> brain extraction (automatic when a scan is not skull-stripped) -> z-score over the
+brain, crop to the brain, pad to a multiple of 16 -> fused EoFormer over a Gaussian-blended
+sliding window -> sigmoid probabilities resampled (linearly) back onto the T1ce grid ->
+threshold, nesting and cleanup -> write.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ class SegmentationResult:
         convention: label convention of ``label_map``.
         output: the written file, if any.
         notes: messages for the user (for example a fallback from GPU to CPU).
+        preprocessing: what was done before the network (registration transforms, brain
+            extraction), for the report.
+        probabilities: ``float32`` ``(3, X, Y, Z)`` WT / TC / ET probabilities on the T1ce
+            grid (indexed ``[x, y, z]``), kept only when asked for (evaluation, tuning).
     """
 
     label_map: sitk.Image
@@ -82,6 +87,8 @@ class SegmentationResult:
     convention: str
     output: Optional[Path] = None
     notes: List[str] = field(default_factory=list)
+    preprocessing: Dict[str, Any] = field(default_factory=dict)
+    probabilities: Optional[np.ndarray] = None
 
     def report(self) -> Dict[str, Any]:
         """JSON-serialisable summary (volumes in mL, timings in s, device, model)."""
@@ -92,6 +99,7 @@ class SegmentationResult:
             "device": self.device,
             "model": {"name": self.model_name, "sha256": self.model_sha256},
             "label_convention": self.convention,
+            "preprocessing": self.preprocessing,
             "notes": list(self.notes),
             "disclaimer": NOT_FOR_CLINICAL_USE,
         }
@@ -189,13 +197,15 @@ def segment_images(
     *,
     device: str = "auto",
     tta: bool = False,
-    register: bool = False,
+    register: Union[bool, str] = "auto",
+    skull_strip: str = "auto",
     label_convention: str = "brats2020",
     overlap: float = 0.5,
     sw_batch_size: Optional[int] = None,
     postprocessing: Optional[PostprocessingSettings] = None,
     progress: ProgressCallback = None,
     should_cancel: Optional[Callable[[], bool]] = None,
+    keep_probabilities: bool = False,
 ) -> SegmentationResult:
     """Segment four images already in memory.
 
@@ -204,35 +214,58 @@ def segment_images(
         loaded: the model (from :func:`~EoFormerSegmentationLib.models.load_checkpoint`).
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
         tta: average the predictions of the 8 flips along x, y and z (8 times slower).
-        register: rigidly align T1, T2 and FLAIR to the T1ce first (mutual information).
+        register: rigidly align T1, T2 and FLAIR to the T1ce first (mutual information):
+            ``auto`` (default) when a sequence's grid differs from the T1ce's, ``on`` / True
+            always, ``off`` / False never.
+        skull_strip: brain extraction before normalisation: ``auto`` (default) when a
+            sequence is not skull-stripped, ``on`` always, ``off`` never.
         label_convention: ``brats2020`` (ET = 4) or ``brats2023`` (ET = 3) for the label map.
         overlap: sliding-window overlap fraction.
         sw_batch_size: windows per forward pass (default 1 on CPU, 4 on CUDA).
         postprocessing: thresholds and cleanup (defaults when ``None``).
         progress: called with (fraction 0-1, message).
         should_cancel: polled during the work; returning True raises ``Cancelled``.
+        keep_probabilities: keep the probabilities in the result (memory: 12 bytes per
+            T1ce voxel).
 
     Returns:
         A :class:`SegmentationResult` on the T1ce's grid.
     """
     if label_convention not in CONVENTIONS:
         raise InputError(f"--label-convention {label_convention}: expected one of {CONVENTIONS}")
+    from EoFormerSegmentationLib.brain_extraction import SKULL_STRIP_MODES
+    from EoFormerSegmentationLib.registration import REGISTER_MODES, needs_registration
+
+    register = {True: "on", False: "off"}.get(register, register)
+    if register not in REGISTER_MODES:
+        raise InputError(f"--register {register}: expected one of {', '.join(REGISTER_MODES)}")
+    if skull_strip not in SKULL_STRIP_MODES:
+        raise InputError(
+            f"--skull-strip {skull_strip}: expected one of {', '.join(SKULL_STRIP_MODES)}"
+        )
     stages = _Stages(progress)
     notes: List[str] = []
+    preprocessing: Dict[str, Any] = {}
     reference = images["t1ce"]
     grid = network_grid(reference)
 
     transforms: Dict[str, Optional[sitk.Transform]] = {key: None for key in SEQUENCES}
-    if register:
-        from EoFormerSegmentationLib.registration import register_rigid
+    to_register = [
+        key
+        for key in ("t1", "t2", "flair")
+        if register == "on" or (register == "auto" and needs_registration(reference, images[key]))
+    ]
+    if to_register:
+        from EoFormerSegmentationLib.registration import describe_transform, register_rigid
 
-        for index, key in enumerate(("t1", "t2", "flair")):
-            if should_cancel is not None and should_cancel():
-                from EoFormerSegmentationLib.errors import Cancelled
-
-                raise Cancelled("segmentation cancelled")
+        registration: Dict[str, Any] = {}
+        for index, key in enumerate(to_register):
+            _check_cancel(should_cancel)
             stages.start("register", 0.05 + 0.05 * index, f"registering {key} to t1ce")
             transforms[key] = register_rigid(reference, images[key])
+            registration[key] = describe_transform(transforms[key], key, reference)
+            notes.extend(registration[key]["warnings"])
+        preprocessing["registration"] = registration
 
     stages.start("resample", 0.2, "resampling onto the network grid")
     volume = np.stack(
@@ -241,6 +274,11 @@ def segment_images(
             for key in SEQUENCES
         ]
     )
+    brain = _brain_mask(volume, grid, skull_strip, device, stages, should_cancel)
+    if brain is not None:
+        preprocessing["brain_extraction"] = brain.report()
+        notes.extend(brain.warnings)
+        volume *= brain.mask[None]
     stages.start("preprocess", 0.23, "normalising intensities")
     box = brain_bounding_box(volume, margin=8)
     normalized = normalize_intensity(volume)[(slice(None), *box)]
@@ -254,6 +292,8 @@ def segment_images(
     stages.start("postprocess", 0.86, "post-processing")
     probabilities = np.zeros((3, *grid.GetSize()), dtype=np.float32)
     probabilities[(slice(None), *box)] = probabilities_padded[undo]
+    if brain is not None:
+        probabilities *= brain.mask[None]  # no tumor outside the extracted brain
     probabilities_reference = np.stack(
         [
             image_to_array(resample_onto(array_to_image(probabilities[channel], grid), reference))
@@ -283,7 +323,61 @@ def segment_images(
         model_sha256=loaded.sha256,
         convention=label_convention,
         notes=notes,
+        preprocessing=preprocessing,
+        probabilities=probabilities_reference if keep_probabilities else None,
     )
+
+
+def _check_cancel(should_cancel: Optional[Callable[[], bool]]) -> None:
+    if should_cancel is not None and should_cancel():
+        from EoFormerSegmentationLib.errors import Cancelled
+
+        raise Cancelled("segmentation cancelled")
+
+
+def _brain_mask(
+    volume: np.ndarray,
+    grid: sitk.Image,
+    mode: str,
+    device: str,
+    stages: _Stages,
+    should_cancel: Optional[Callable[[], bool]],
+):
+    """The checked brain mask on the network grid, or ``None`` when no stripping is needed.
+
+    ``auto`` strips when any sequence looks like a head rather than a skull-stripped brain.
+    The mask comes from the T1; when the T1 gives an implausible mask, from the T1ce.
+    """
+    from EoFormerSegmentationLib.brain_extraction import (
+        check_brain_mask,
+        extract_brain,
+        looks_skull_stripped,
+    )
+
+    if mode == "off":
+        return None
+    voxel_volume_ml = float(np.prod(grid.GetSpacing())) / 1000.0
+    if mode == "auto" and all(
+        looks_skull_stripped(volume[index], voxel_volume_ml) for index in range(len(SEQUENCES))
+    ):
+        return None
+    _check_cancel(should_cancel)
+    stages.start("brain_extraction", 0.21, "extracting the brain (skull stripping)")
+    network_device = "cpu" if device == "cpu" else _cuda_if_available()
+    first_error: Optional[InputError] = None
+    for key in ("t1", "t1ce"):
+        index = SEQUENCES.index(key)
+        try:
+            return check_brain_mask(extract_brain(volume[index], source=key, device=network_device))
+        except InputError as error:
+            first_error = first_error or error
+    raise first_error
+
+
+def _cuda_if_available() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _check_output(output: Path, inputs: Mapping[str, PathLike], overwrite: bool) -> str:
@@ -311,7 +405,8 @@ def segment_files(
     model_path: Optional[PathLike] = None,
     device: str = "auto",
     tta: bool = False,
-    register: bool = False,
+    register: Union[bool, str] = "auto",
+    skull_strip: str = "auto",
     label_convention: str = "brats2020",
     overwrite: bool = False,
     overlap: float = 0.5,
@@ -361,6 +456,7 @@ def segment_files(
         device=device,
         tta=tta,
         register=register,
+        skull_strip=skull_strip,
         label_convention=label_convention,
         overlap=overlap,
         sw_batch_size=sw_batch_size,

@@ -29,11 +29,20 @@ class PostprocessingSettings:
             relabelled as necrotic / non-enhancing core (NCR). A common BraTS practice: a tiny
             predicted ET is more often a false positive than a true one, and an empty ET on a
             case without ET scores Dice 1 instead of 0. 0 disables it.
+        min_component_fraction: connected components of the whole tumor smaller than this
+            fraction of the largest one are removed as well (false-positive islands far from
+            the tumor, whatever their size in mL); 0 disables it.
+        min_component_mass: connected components of the whole tumor whose summed WT
+            probability (in mL: probability x voxel volume) is under this are removed; a
+            component the network was unsure about throughout is more often noise than tumor.
+            0 disables it.
     """
 
     threshold: float = 0.5
     min_component_ml: float = 0.1
     min_enhancing_ml: float = 0.3
+    min_component_fraction: float = 0.0
+    min_component_mass: float = 0.0
 
 
 def postprocess_regions(
@@ -56,10 +65,21 @@ def postprocess_regions(
     core = core | enhancing
     whole = whole | core
 
-    if settings.min_component_ml > 0 and whole.any():
+    component_rules = (
+        settings.min_component_ml > 0
+        or settings.min_component_fraction > 0
+        or settings.min_component_mass > 0
+    )
+    if component_rules and whole.any():
         components, count = ndimage.label(whole, structure=np.ones((3, 3, 3), bool))
-        sizes = ndimage.sum_labels(whole, components, index=np.arange(1, count + 1))
-        small = np.flatnonzero(sizes * voxel_volume_ml < settings.min_component_ml) + 1
+        labels = np.arange(1, count + 1)
+        sizes = ndimage.sum_labels(whole, components, index=labels) * voxel_volume_ml
+        drop = sizes < settings.min_component_ml
+        drop |= sizes < settings.min_component_fraction * sizes.max()
+        if settings.min_component_mass > 0:
+            mass = ndimage.sum_labels(probabilities[0], components, index=labels)
+            drop |= mass * voxel_volume_ml < settings.min_component_mass
+        small = labels[drop]
         if len(small):
             removed = np.isin(components, small)
             whole &= ~removed

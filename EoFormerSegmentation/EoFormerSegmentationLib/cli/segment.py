@@ -35,8 +35,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--register",
-        action="store_true",
-        help="rigidly co-register T1, T2 and FLAIR to the T1ce first",
+        nargs="?",
+        const="on",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="rigid co-registration of T1, T2 and FLAIR to the T1ce: auto (default: the "
+        "sequences whose grid differs from the T1ce's), on (all; also plain --register), off",
+    )
+    parser.add_argument(
+        "--skull-strip",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="brain extraction (deepbet) before segmentation: auto (default: when a sequence "
+        "is not skull-stripped), on, off",
     )
     parser.add_argument(
         "--label-convention",
@@ -148,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             tta=args.tta,
             register=args.register,
+            skull_strip=args.skull_strip,
             label_convention=args.label_convention,
             overwrite=args.overwrite,
             overlap=args.overlap,

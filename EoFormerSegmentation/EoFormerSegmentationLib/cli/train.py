@@ -83,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="crops per loaded case (default 2; 4 for synthetic cases)",
     )
     data.add_argument(
+        "--augmentation",
+        choices=("basic", "strong"),
+        help="basic (default: flips, intensity jitter) or strong (nnU-Net-style rotation, "
+        "scaling, gamma, blur, noise, simulated thick slices; for few real cases)",
+    )
+    data.add_argument(
         "--cache",
         action="store_true",
         default=None,
@@ -192,6 +198,7 @@ _OPTION_TO_FIELD = {
     "val_fraction": "val_fraction",
     "crops_per_case": "crops_per_case",
     "cache": "cache",
+    "augmentation": "augmentation",
     "iterations": "iterations",
     "time_limit": "time_limit",
     "batch_size": "batch_size",

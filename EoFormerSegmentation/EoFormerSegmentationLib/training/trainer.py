@@ -135,6 +135,9 @@ class TrainingConfig:
         name: model name written into the model cards (default: the run folder's name).
         cache: keep loaded cases in memory (small on-disk data sets only).
         overlap: sliding-window overlap of validation.
+        augmentation: ``basic`` (flips, intensity jitter) or ``strong`` (nnU-Net-style
+            rotation, scaling, gamma, blur, noise and simulated thick slices), see
+            :func:`~EoFormerSegmentationLib.training.transforms.training_transforms`.
     """
 
     out_dir: str
@@ -165,6 +168,7 @@ class TrainingConfig:
     name: Optional[str] = None
     cache: bool = False
     overlap: float = 0.25
+    augmentation: str = "basic"
 
     def to_json(self) -> Dict[str, Any]:
         """The configuration as a JSON-serialisable dict."""
@@ -557,7 +561,7 @@ def _crop_stream(
         streams.append(
             CaseCropStream(
                 training_cases,
-                training_transforms(config.crop, per_case),
+                training_transforms(config.crop, per_case, augmentation=config.augmentation),
                 cache=config.cache,
                 **common,
             )
@@ -567,7 +571,7 @@ def _crop_stream(
         per_case = config.crops_per_case or 4
         streams.append(
             SyntheticCropStream(
-                training_transforms(config.crop, per_case),
+                training_transforms(config.crop, per_case, augmentation=config.augmentation),
                 seed_start=config.synthetic_seed,
                 seed_count=config.synthetic_cases,
                 **common,
@@ -691,8 +695,7 @@ def _model_card(
             "grad_clip": config.grad_clip,
             "mixed_precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "none",
             "loss": "soft Dice (batch) + BCE on WT/TC/ET sigmoid channels",
-            "augmentation": "tumour-biased random crops, flips on 3 axes, intensity scale "
-            "and shift per channel",
+            "augmentation": _AUGMENTATION_SUMMARY[config.augmentation],
             "seed": config.seed,
             "init": state.get("init"),
             "time_s": round(state["elapsed"], 1),
@@ -707,7 +710,19 @@ def _model_card(
     return json.loads(json.dumps(card, default=str))
 
 
+_AUGMENTATION_SUMMARY = {
+    "basic": "tumour-biased random crops, flips on 3 axes, intensity scale and shift per channel",
+    "strong": "tumour-biased random crops; rotation (up to 15 degrees per axis) and scaling "
+    "(0.85-1.15), p 0.4; flips on 3 axes; per-channel brightness, shift, gamma, blur, noise; "
+    "simulated thick slices (2-7 mm along one axis, p 0.25)",
+}
+
+
 def _check_config(config: TrainingConfig) -> None:
+    if config.augmentation not in _AUGMENTATION_SUMMARY:
+        raise InputError(
+            f"--augmentation {config.augmentation}: use one of {', '.join(_AUGMENTATION_SUMMARY)}"
+        )
     if not config.data and not config.synthetic_cases:
         raise InputError(
             "give training data folders (--data) or synthetic cases (--synthetic-cases N)"

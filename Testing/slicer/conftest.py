@@ -29,11 +29,48 @@ if "slicer" in sys.modules and not hasattr(sys.modules["slicer"], "mrmlScene"):
 
 
 @pytest.fixture(scope="session")
-def qapp():
-    """The Qt application (offscreen) that timers and widgets need."""
+def qapp(tmp_path_factory):
+    """The Qt application (offscreen) that timers and widgets need; its settings (what
+    ``qt.QSettings()`` reads and writes, Slicer's user settings) live in a temporary folder."""
+    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    return QApplication.instance() or QApplication([])
+    application = QApplication.instance() or QApplication([])
+    application.setOrganizationName("EoFormerTests")
+    application.setApplicationName("SlicerStandIn")
+    QSettings.setDefaultFormat(QSettings.IniFormat)
+    QSettings.setPath(
+        QSettings.IniFormat, QSettings.UserScope, str(tmp_path_factory.mktemp("settings"))
+    )
+    return application
+
+
+@pytest.fixture(autouse=True)
+def clean_settings(qapp):
+    """No application setting carries over from one test to the next."""
+    from PySide6.QtCore import QSettings
+
+    QSettings().clear()
+    yield
+    QSettings().clear()
+
+
+SUPPORTED_RELEASES = ((5, 8), (5, 10), (5, 12))
+
+
+@pytest.fixture(params=SUPPORTED_RELEASES, ids=lambda release: "Slicer {}.{}".format(*release))
+def slicer_release(request, module, monkeypatch):
+    """Run a test as each supported Slicer release: ``slicer.app`` reports the version, and
+    before 5.12 ``import slicer.packaging`` fails as it does there."""
+    import slicer
+
+    major, minor = request.param
+    monkeypatch.setattr(slicer.app, "majorVersion", major)
+    monkeypatch.setattr(slicer.app, "minorVersion", minor)
+    if (major, minor) < (5, 12):
+        monkeypatch.setitem(sys.modules, "slicer.packaging", None)
+        monkeypatch.delattr(slicer, "packaging", raising=False)
+    return request.param
 
 
 @pytest.fixture(scope="session")

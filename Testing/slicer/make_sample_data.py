@@ -2,9 +2,10 @@
 
 The four MRI volumes are cropped to the brain's bounding box (voxels non-zero in any sequence,
 plus a margin), kept as int16 and written as gzip-compressed NRRD files; the consensus label map
-is written as a Slicer segmentation (``.seg.nrrd``) with the three BraTS regions as segments
-(Whole tumor, Tumor core, Enhancing tumor; names, colors and terminology from
-:mod:`EoFormerSegmentationLib.labels`), for the fine-tuning tutorial. A thumbnail for the
+is written as a Slicer segmentation (``.seg.nrrd``) with the three non-overlapping BraTS
+sub-regions as segments (Necrotic tumor core, Edema, Enhancing tumor; names, colors and
+terminology from :mod:`EoFormerSegmentationLib.labels`, as the module's output), for the
+fine-tuning tutorial. A thumbnail for the
 Sample Data module is drawn from the T1ce slice through the tumor's center.
 
 Run from the repository root::
@@ -42,19 +43,20 @@ def _crop(image: sitk.Image, box_xyz: tuple) -> sitk.Image:
 
 
 def _write_segmentation(label_image: sitk.Image, path: Path) -> None:
-    """Write a BraTS label map as a ``.seg.nrrd`` with the WT / TC / ET segments."""
+    """Write a BraTS label map as a ``.seg.nrrd`` with the NCR / ED / ET segments."""
     label_xyz = sitk.GetArrayFromImage(label_image).transpose(2, 1, 0)  # (x, y, z) = (i, j, k)
     labels.check_label_values(label_xyz, str(path))
-    regions = labels.labels_to_regions(label_xyz)
+    enhancing = labels.ET_LABEL["brats2023"] if (label_xyz == 3).any() else 4
     direction = np.array(label_image.GetDirection()).reshape(3, 3)
     ijk_to_lps = np.eye(4)
     ijk_to_lps[:3, :3] = direction * np.array(label_image.GetSpacing())
     ijk_to_lps[:3, 3] = label_image.GetOrigin()
     segmentation = slicerio.create_segmentation(label_xyz.shape, ijk_to_lps)
-    for segment, mask in zip(labels.SEGMENTS, regions):
+    for segment in labels.SUBREGION_SEGMENTS:
+        value = enhancing if segment["id"] == "ET" else segment["label"]
         slicerio.add_segment(
             segmentation,
-            mask,
+            label_xyz == value,
             {
                 "id": segment["id"],
                 "name": segment["name"],

@@ -4,8 +4,8 @@
 The test environment has more (slicerio, nilearn, pytest, ...). A package that the engine
 imports but that neither Slicer nor ``requirements.txt`` provides would work in the tests and
 fail in Slicer, so the tests' ``PythonSlicer`` hides every other installed package: a
-``sitecustomize`` module on its ``PYTHONPATH`` refuses to import them, with the message that
-Python gives for a package that is not installed.
+``sitecustomize`` module on its ``PYTHONPATH`` marks them as absent, so that importing one
+fails as for a package that is not installed.
 """
 
 from __future__ import annotations
@@ -106,21 +106,16 @@ def hidden_top_level_modules() -> Set[str]:
     }
 
 
-SITECUSTOMIZE = '''"""Hide the packages that 3D Slicer's Python would not have (written by the tests)."""
-import importlib.abc
+SITECUSTOMIZE = '''"""Hide the packages that 3D Slicer's Python would not have (written by the tests).
+
+A ``None`` entry in ``sys.modules`` is how Python marks a module as absent: ``import`` raises
+ModuleNotFoundError and ``importlib.util.find_spec`` returns None, as for a package that is
+not installed.
+"""
 import sys
 
-HIDDEN = {hidden!r}
-
-
-class _NotInSlicer(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in HIDDEN:
-            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-        return None
-
-
-sys.meta_path.insert(0, _NotInSlicer())
+for _name in {hidden!r}:
+    sys.modules.setdefault(_name, None)
 '''
 
 

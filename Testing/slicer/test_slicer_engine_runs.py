@@ -61,7 +61,8 @@ def assert_unchanged(volumes, before):
         assert (node.GetName(), node.GetStorageNode().GetID()) == (name, storage_id)
 
 
-def region_masks(segmentation_node, reference_volume):
+def subregion_masks(segmentation_node, reference_volume):
+    """NCR, ED, ET masks of the segmentation on the reference grid."""
     import slicer
 
     return [
@@ -69,7 +70,7 @@ def region_masks(segmentation_node, reference_volume):
             segmentation_node, segment["id"], reference_volume
         )
         > 0
-        for segment in labels.SEGMENTS
+        for segment in labels.SUBREGION_SEGMENTS
     ]
 
 
@@ -79,7 +80,7 @@ def temporary_work_folders():
     return sorted(Path(slicer.app.temporaryPath).glob("EoFormer-*"))
 
 
-def test_segmentation_runs_in_the_background_and_writes_three_segments(
+def test_segmentation_runs_in_the_background_and_writes_three_subregion_segments(
     module, real_case, tiny_model
 ):
     import slicer
@@ -102,11 +103,14 @@ def test_segmentation_runs_in_the_background_and_writes_three_segments(
     assert outcome.status == "succeeded", outcome.errorMessage
     result = outcome.result
     node = result.segmentationNode
+    # the segmentation and its display node are all that was added: no temporary label
+    # volume, no orphan display or storage node
+    added = [n for n in scene_nodes() if n not in nodes_before]
 
-    # three segments, named, colored and coded as the command line's .seg.nrrd
+    # three non-overlapping sub-region segments, named, colored and coded
     segmentation = node.GetSegmentation()
-    assert list(segmentation.GetSegmentIDs()) == ["WT", "TC", "ET"]
-    for segment_id, spec in zip(segmentation.GetSegmentIDs(), labels.SEGMENTS):
+    assert list(segmentation.GetSegmentIDs()) == ["NCR", "ED", "ET"]
+    for segment_id, spec in zip(segmentation.GetSegmentIDs(), labels.SUBREGION_SEGMENTS):
         segment = segmentation.GetSegment(segment_id)
         assert segment.GetName() == spec["name"]
         assert segment.GetColor() == pytest.approx(spec["color"])
@@ -115,9 +119,10 @@ def test_segmentation_runs_in_the_background_and_writes_three_segments(
     assert node.GetName() == f"{CASE} T1CE tumor"
     assert node.GetDisplayNode() is not None
 
-    # on the T1ce grid, nested, with the reported volumes (1 mm voxels: 1000 voxels per mL)
-    whole, core, enhancing = region_masks(node, real_case["t1ce"])
-    assert not (core & ~whole).any() and not (enhancing & ~core).any()
+    # on the T1ce grid, disjoint; the BraTS regions' volumes reported (1000 voxels per mL)
+    necrotic, edema, enhancing = subregion_masks(node, real_case["t1ce"])
+    assert not (necrotic & edema).any() and not ((necrotic | edema) & enhancing).any()
+    whole, core = necrotic | edema | enhancing, necrotic | enhancing
     report = result.report
     for spec, mask in zip(labels.SEGMENTS, (whole, core, enhancing)):
         assert result.volumesMl[spec["name"]] == pytest.approx(mask.sum() / 1000.0, abs=1e-3)
@@ -138,7 +143,6 @@ def test_segmentation_runs_in_the_background_and_writes_three_segments(
     fractions = [fraction for fraction, _message in progress]
     assert fractions and fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] <= 1
     assert_unchanged(real_case, before)
-    added = [n for n in scene_nodes() if n not in nodes_before]
     assert added == [node, node.GetDisplayNode()]
     assert all(n in scene_nodes() for n in nodes_before)
     assert temporary_work_folders() == []
@@ -149,17 +153,17 @@ def test_segmentation_runs_in_the_background_and_writes_three_segments(
     notes_mask[10:20, 30:40, 50:60] = 1
     slicer.util.updateSegmentBinaryLabelmapFromArray(notes_mask, node, notes, real_case["t1ce"])
     slicer.util.updateSegmentBinaryLabelmapFromArray(
-        np.ones_like(notes_mask), node, "WT", real_case["t1ce"]
+        np.ones_like(notes_mask), node, "ED", real_case["t1ce"]
     )
-    segmentation.GetSegment("TC").SetName("edited core")
+    segmentation.GetSegment("NCR").SetName("edited core")
     again = logic.segment(
         real_case, node, modelPath=str(tiny_model), device="cpu", timeoutSeconds=240
     )
     assert again.segmentationNode is node
-    assert list(segmentation.GetSegmentIDs()) == ["WT", "TC", "ET", "notes"]
-    assert segmentation.GetSegment("TC").GetName() == "Tumor core"
+    assert list(segmentation.GetSegmentIDs()) == ["NCR", "ED", "ET", "notes"]
+    assert segmentation.GetSegment("NCR").GetName() == "Necrotic tumor core"
     for mask_before, mask_after in zip(
-        (whole, core, enhancing), region_masks(node, real_case["t1ce"])
+        (necrotic, edema, enhancing), subregion_masks(node, real_case["t1ce"])
     ):
         np.testing.assert_array_equal(mask_after, mask_before)
     np.testing.assert_array_equal(
@@ -207,7 +211,6 @@ def test_finetune_on_a_saved_case_writes_a_new_model_and_cancel_writes_none(
     module, scene, eoformer_home, tiny_model, python_slicer
 ):
     import SampleData
-    from EoFormerSegmentationLib.models import user_model_dir
 
     module.registerSampleData()
     nodes = SampleData.downloadSamples(module.SAMPLE_NAME)
@@ -231,7 +234,7 @@ def test_finetune_on_a_saved_case_writes_a_new_model_and_cancel_writes_none(
     outcome = outcomes[0]
     assert outcome.status == "succeeded", outcome.errorMessage
     new_model = outcome.result.modelPath
-    assert new_model == user_model_dir() / "site_a.pt" and new_model.is_file()
+    assert new_model == logic.modelsFolder() / "site_a.pt" and new_model.is_file()
     card = json.loads(new_model.with_suffix(".json").read_text())
     assert card["fine_tuning"]["parent"]["sha256"] == file_sha256(tiny_model)
     assert any("loss" in message for message in progress)
@@ -253,4 +256,7 @@ def test_finetune_on_a_saved_case_writes_a_new_model_and_cancel_writes_none(
     process.cancel()
     pump_until(lambda: outcomes, timeout_seconds=30)
     assert outcomes[0].status == "cancelled"
-    assert sorted(path.name for path in user_model_dir().iterdir()) == ["site_a.json", "site_a.pt"]
+    assert sorted(path.name for path in logic.modelsFolder().iterdir()) == [
+        "site_a.json",
+        "site_a.pt",
+    ]

@@ -1,14 +1,13 @@
 """The module's Logic without the engine: picking inputs by name, input problems, training
-cases saved for fine-tuning, dependency installation."""
+cases saved for fine-tuning (dependency installation: test_slicer_dependencies.py)."""
 
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
+from EoFormerSegmentationLib import labels
 
 
 def add_volume(name, shape=(4, 5, 6), value=1, class_name="vtkMRMLScalarVolumeNode"):
@@ -120,8 +119,8 @@ def sample_case(module, scene, eoformer_home):
 
 
 def test_training_case_is_saved_in_the_layout_the_engine_reads(module, sample_case, eoformer_home):
+    import SimpleITK as sitk
     import slicer
-    import slicerio
     from EoFormerSegmentationLib.training.datasets import find_case_files
 
     volumes, reference = sample_case
@@ -130,43 +129,39 @@ def test_training_case_is_saved_in_the_layout_the_engine_reads(module, sample_ca
         slicer.mrmlScene.GetNthNode(i) for i in range(slicer.mrmlScene.GetNumberOfNodes())
     ]
     folder = logic.addFineTuneCase(volumes, reference, caseName="patient 1")
+    # no node is left in the scene: no copies of the volumes, no temporary label maps, no
+    # orphan display or storage nodes
+    assert [
+        slicer.mrmlScene.GetNthNode(i) for i in range(slicer.mrmlScene.GetNumberOfNodes())
+    ] == nodes_before
 
     assert folder == eoformer_home / "finetune-cases" / "patient_1"
     assert sorted(path.name for path in folder.iterdir()) == [
         "case.json",
         "flair.nrrd",
-        "segmentation.seg.nrrd",
+        "seg.nrrd",
         "t1.nrrd",
         "t1ce.nrrd",
         "t2.nrrd",
     ]
     case = find_case_files(folder)
     assert set(case.images) == {"t1", "t1ce", "t2", "flair"}
-    assert case.label.name == "segmentation.seg.nrrd"
-    assert (
-        json.loads((folder / "case.json").read_text())["segmentation"] == "TCGA-FG-6692_reference"
-    )
+    assert case.label.name == "seg.nrrd"
+    description = json.loads((folder / "case.json").read_text())
+    assert description["segmentation"] == "TCGA-FG-6692_reference"
 
-    written = slicerio.read_segmentation(str(folder / "segmentation.seg.nrrd"))
-    assert [segment["id"] for segment in written["segments"]] == ["WT", "TC", "ET"]
-    assert [segment["name"] for segment in written["segments"]] == [
-        "Whole tumor",
-        "Tumor core",
-        "Enhancing tumor",
-    ]
+    # the labels are exactly what the segments show, voxel for voxel on the T1ce grid
+    written = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "seg.nrrd")))  # (K, J, I)
     t1ce_voxels = slicer.util.arrayFromVolume(volumes["t1ce"])
-    for segment in written["segments"]:
-        mask = slicerio.segment_mask(written, segment["id"]).transpose(2, 1, 0)  # (K, J, I)
-        assert mask.shape == t1ce_voxels.shape
+    assert written.shape == t1ce_voxels.shape
+    for spec in labels.SUBREGION_SEGMENTS:
         expected = slicer.util.arrayFromSegmentBinaryLabelmap(
-            reference, segment["id"], volumes["t1ce"]
+            reference, spec["id"], volumes["t1ce"]
         )
-        np.testing.assert_array_equal(mask, expected > 0)
+        np.testing.assert_array_equal(written == spec["label"], expected > 0)
+        assert description["voxels"][spec["name"]] == int(expected.sum())
 
-    # nothing is left in the scene, and the case is listed again after a restart
-    assert [
-        slicer.mrmlScene.GetNthNode(i) for i in range(slicer.mrmlScene.GetNumberOfNodes())
-    ] == nodes_before
+    # the case is listed again after a restart
     assert module.EoFormerSegmentationLogic().fineTuneCases() == [folder]
     with pytest.raises(ValueError, match="exists already"):
         logic.addFineTuneCase(volumes, reference, caseName="patient 1")
@@ -184,62 +179,3 @@ def test_training_case_needs_the_three_segments(module, sample_case, eoformer_ho
     assert not any((logic.fineTuneCasesFolder()).glob(".*")), (
         "a partial case folder was left behind"
     )
-
-
-@pytest.fixture
-def fake_dependencies(module, monkeypatch):
-    """Torch and MONAI "missing" until installDependencies has run; records what is installed."""
-    import slicer
-    import slicer.packaging
-
-    installed = {"done": False}
-    monkeypatch.setattr(
-        module.EoFormerSegmentationLogic,
-        "missingDependencies",
-        lambda self: [] if installed["done"] else ["torch", "monai"],
-    )
-    slicer.packaging._ensured.clear()
-
-    def ensure(requirements, **options):
-        slicer.packaging._ensured.append(
-            (list(requirements), options.get("prompt_install"), options.get("requester"))
-        )
-        installed["done"] = True
-
-    monkeypatch.setattr(slicer.packaging, "pip_ensure", ensure)
-    return installed
-
-
-def test_torch_is_installed_through_pytorch_utils_when_that_module_is_present(
-    module, fake_dependencies, monkeypatch, eoformer_home
-):
-    import slicer
-
-    calls = []
-
-    class PyTorchUtilsLogic:
-        def installTorch(self, **options):
-            calls.append(options)
-            return object()
-
-    monkeypatch.setitem(
-        sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic)
-    )
-    monkeypatch.setattr(slicer.modules, "pytorchutils", types.SimpleNamespace(), raising=False)
-    logic = module.EoFormerSegmentationLogic()
-    logic.installDependencies(str(module.sampleDataFolder().parent / "requirements.txt"))
-    assert calls == [{"askConfirmation": False, "torchVersionRequirement": ">=2.1"}]
-    (requirements, prompt, requester) = slicer.packaging._ensured[-1]
-    assert "monai>=1.3" in requirements and not any(r.startswith("torch") for r in requirements)
-    assert prompt is False and requester == "EoFormer"
-
-
-def test_torch_is_installed_with_pip_without_pytorch_utils(
-    module, fake_dependencies, monkeypatch, eoformer_home
-):
-    import slicer
-
-    monkeypatch.delattr(slicer.modules, "pytorchutils", raising=False)
-    logic = module.EoFormerSegmentationLogic()
-    logic.installDependencies(str(module.sampleDataFolder().parent / "requirements.txt"))
-    assert slicer.packaging._ensured[0][0] == ["torch>=2.1"]

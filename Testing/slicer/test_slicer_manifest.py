@@ -315,7 +315,11 @@ def test_module_uses_only_slicer_names_in_the_manifest(scan):
     )
     assert not problems, "\n".join(problems)
     used = {chain[:3] for chain, _ in scan.references if chain[:2] == ("slicer", "util")}
-    assert ("slicer", "util", "saveNode") in used and ("slicer", "util", "loadLabelVolume") in used
+    assert ("slicer", "util", "exportNode") in used and (
+        "slicer",
+        "util",
+        "loadLabelVolume",
+    ) in used
 
 
 def test_module_calls_only_mrml_methods_in_the_manifest(scan):

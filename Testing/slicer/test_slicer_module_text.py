@@ -18,5 +18,9 @@ def test_help_and_acknowledgement_cite_the_paper_and_warn_against_clinical_use(m
     )
     assert "not for clinical use" in text.lower()
     assert "Every output names the model used" in text
-    for segment in ("Whole tumor", "Tumor core", "Enhancing tumor"):
+    for segment in ("Necrotic tumor core", "Edema", "Enhancing tumor"):
         assert segment in text
+    for region in ("whole tumor", "tumor core", "enhancing tumor"):
+        assert region in text.lower()
+    # saved training cases are copies of patient images, and the user is told so
+    assert "copies of the patient images" in text

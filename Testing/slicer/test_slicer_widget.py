@@ -92,13 +92,18 @@ def test_declining_the_installation_starts_nothing(panel, module, monkeypatch):
     load_sample()
     process_events()
     monkeypatch.setattr(
-        module.EoFormerSegmentationLogic, "missingDependencies", lambda self: ["torch", "monai"]
+        module.EoFormerSegmentationLogic,
+        "missingDependencies",
+        lambda self, path=None: [
+            "torch is not installed",
+            "monai 1.2.0 is too old (1.3 or newer needed)",
+        ],
     )
     slicer.util._confirmAnswers.append(False)
     nodes_before = slicer.mrmlScene.GetNumberOfNodes()
     panel.ui.applyButton.click()
     kind, text, _options = slicer.util._messages[-1]
-    assert kind == "confirm" and "torch, monai" in text
+    assert kind == "confirm" and "torch is not installed" in text and "monai 1.2.0" in text
     assert panel._task is None and panel.ui.applyButton.text() == "Apply"
     assert "Installation declined" in panel.ui.logTextEdit.toPlainText()
     assert slicer.mrmlScene.GetNumberOfNodes() == nodes_before
@@ -108,9 +113,8 @@ def test_models_of_the_user_folder_are_offered_and_bundled_model_is_the_default(
     panel, eoformer_home
 ):
     import slicer
-    from EoFormerSegmentationLib.models import user_model_dir
 
-    folder = user_model_dir()
+    folder = panel.logic.modelsFolder()
     folder.mkdir(parents=True)
     (folder / "site_a.pt").write_bytes(b"weights")
     (folder / "site_a.json").write_text(

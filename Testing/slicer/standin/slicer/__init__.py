@@ -18,9 +18,12 @@ from ._mrml import (
     vtkMRMLScriptedModuleNode,
     vtkMRMLSegmentationDisplayNode,
     vtkMRMLSegmentationNode,
+    vtkMRMLSubjectHierarchyNode,
     vtkMRMLVolumeNode,
     vtkSegment,
     vtkSegmentation,
+    vtkSlicerSegmentationsModuleLogic,
+    vtkSlicerTerminologiesModuleLogic,
 )
 from ._widgets import qMRMLNodeComboBox, qMRMLWidget
 
@@ -38,9 +41,12 @@ __all__ = [
     "vtkMRMLScriptedModuleNode",
     "vtkMRMLSegmentationDisplayNode",
     "vtkMRMLSegmentationNode",
+    "vtkMRMLSubjectHierarchyNode",
     "vtkMRMLVolumeNode",
     "vtkSegment",
     "vtkSegmentation",
+    "vtkSlicerSegmentationsModuleLogic",
+    "vtkSlicerTerminologiesModuleLogic",
 ]
 
 
@@ -49,7 +55,11 @@ class qSlicerApplication:
 
     def __init__(self, folder: _Path):
         self.temporaryPath = str(folder / "temp")
+        self.cachePath = str(folder / "cache")
         self.slicerUserSettingsFilePath = str(folder / "settings" / "Slicer.ini")
+        # the release the tests run as (conftest's slicer_release fixture changes it)
+        self.majorVersion = 5
+        self.minorVersion = 12
         _Path(self.temporaryPath).mkdir(parents=True, exist_ok=True)
         self._connections = []
 
@@ -67,6 +77,11 @@ class qSlicerApplication:
 _applicationFolder = _Path(_tempfile.mkdtemp(prefix="slicer-standin-"))
 app = qSlicerApplication(_applicationFolder)
 mrmlScene = vtkMRMLScene()
-modules = _types.SimpleNamespace()
+_segmentationsLogic = vtkSlicerSegmentationsModuleLogic()
+_terminologiesLogic = vtkSlicerTerminologiesModuleLogic()
+modules = _types.SimpleNamespace(
+    segmentations=_types.SimpleNamespace(logic=lambda: _segmentationsLogic),
+    terminologies=_types.SimpleNamespace(logic=lambda: _terminologiesLogic),
+)
 
 from . import util  # noqa: E402  (util needs the names above)

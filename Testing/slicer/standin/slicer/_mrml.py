@@ -362,6 +362,12 @@ class vtkSegment(vtk.vtkObject):
 class vtkSegmentation(vtk.vtkObject):
     """Ordered segments by ID."""
 
+    EXTENT_REFERENCE_GEOMETRY = 0
+    EXTENT_UNION_OF_SEGMENTS = 1
+    EXTENT_UNION_OF_SEGMENTS_PADDED = 2
+    EXTENT_UNION_OF_EFFECTIVE_SEGMENTS = 3
+    EXTENT_UNION_OF_EFFECTIVE_SEGMENTS_PADDED = 4
+
     def __init__(self):
         super().__init__()
         self._segments = {}
@@ -445,6 +451,147 @@ class vtkMRMLSegmentationNode(vtkMRMLDisplayableNode):
 
 
 @_registered
+class vtkMRMLSubjectHierarchyNode(vtkMRMLNode):
+    """The scene's one subject hierarchy: items for data nodes (created as nodes are added,
+    under the scene item) and folders, each with a parent."""
+
+    def __init__(self):
+        super().__init__()
+        self._sceneItem = 1
+        self._nextItem = 2
+        self._parents = {}  # item -> parent item
+        self._dataNodes = {}  # item -> node
+
+    @staticmethod
+    def GetSubjectHierarchyNode(scene):
+        return scene.GetFirstNodeByClass("vtkMRMLSubjectHierarchyNode")
+
+    def GetSceneItemID(self):
+        return self._sceneItem
+
+    def _addItem(self, parent, node=None):
+        item = self._nextItem
+        self._nextItem += 1
+        self._parents[item] = parent
+        if node is not None:
+            self._dataNodes[item] = node
+        return item
+
+    def CreateFolderItem(self, parentItemID, name):
+        return self._addItem(parentItemID)
+
+    def GetItemByDataNode(self, dataNode):
+        for item, node in self._dataNodes.items():
+            if node is dataNode:
+                return item
+        if dataNode is None or self._scene is None or not self._scene.IsNodePresent(dataNode):
+            return 0
+        return self._addItem(self._sceneItem, dataNode)
+
+    def GetItemDataNode(self, itemID):
+        return self._dataNodes.get(itemID)
+
+    def GetItemParent(self, itemID):
+        return self._parents.get(itemID, 0)
+
+    def SetItemParent(self, itemID, parentItemID):
+        if itemID in self._parents:
+            self._parents[itemID] = parentItemID
+            self.Modified()
+
+    def GetNumberOfItemChildren(self, itemID, recursive=False):
+        return sum(1 for parent in self._parents.values() if parent == itemID)
+
+
+class vtkSlicerSegmentationsModuleLogic(vtk.vtkObject):
+    """``slicer.modules.segmentations.logic()``: label map import and export (static methods)."""
+
+    @staticmethod
+    def ImportLabelmapToSegmentationNode(
+        labelmapNode, segmentationNode, updatedSegmentIDs, userMessages=None
+    ):
+        """Label value ``n`` fills segment ``updatedSegmentIDs[n - 1]`` (created if absent;
+        emptied when the value does not occur), on the grid of the label map."""
+        if not isinstance(updatedSegmentIDs, vtk.vtkStringArray):
+            raise TypeError("the stand-in imports with a vtkStringArray of segment IDs")
+        labels = voxelArray(labelmapNode)
+        segmentation = segmentationNode.GetSegmentation()
+        for index in range(updatedSegmentIDs.GetNumberOfValues()):
+            segmentId = updatedSegmentIDs.GetValue(index)
+            if segmentation.GetSegment(segmentId) is None:
+                segmentation.AddEmptySegment(segmentId, segmentId)
+            segment = segmentation.GetSegment(segmentId)
+            segment._mask = (labels == index + 1).astype(np.uint8)
+            segment._ijkToRas = ijkToRasArray(labelmapNode)
+        segmentationNode.Modified()
+        return True
+
+    @staticmethod
+    def ExportSegmentsToLabelmapNode(
+        segmentationNode,
+        segmentIDs,
+        labelmapNode,
+        referenceVolumeNode=None,
+        extentComputationMode=vtkSegmentation.EXTENT_UNION_OF_EFFECTIVE_SEGMENTS,
+        colorTableNode=None,
+    ):
+        """Segments ``segmentIDs`` as label values 1, 2, ... (a later segment overwrites an
+        earlier one where they overlap) on the grid of ``referenceVolumeNode``; the label map
+        gets a display node, as in Slicer."""
+        if isinstance(segmentIDs, vtk.vtkStringArray):
+            segmentIDs = [segmentIDs.GetValue(i) for i in range(segmentIDs.GetNumberOfValues())]
+        if referenceVolumeNode is None:
+            raise NotImplementedError("the stand-in exports onto a reference volume's grid")
+        if extentComputationMode != vtkSegmentation.EXTENT_REFERENCE_GEOMETRY:
+            raise NotImplementedError("the stand-in exports the whole reference geometry")
+        import slicer
+
+        shape = voxelArray(referenceVolumeNode).shape[:3]
+        labels = np.zeros(shape, np.uint8)
+        for value, segmentId in enumerate(segmentIDs, start=1):
+            mask = slicer.util._segmentMaskOnGrid(segmentationNode, segmentId, referenceVolumeNode)
+            labels[mask > 0] = value
+        labelmapNode.SetIJKToRASMatrix(
+            slicer.util.vtkMatrixFromArray(ijkToRasArray(referenceVolumeNode))
+        )
+        setVoxelArray(labelmapNode, labels)
+        if labelmapNode.GetDisplayNode() is None and labelmapNode.GetScene() is not None:
+            display = labelmapNode.GetScene().AddNode(
+                _HelperNode("vtkMRMLLabelMapVolumeDisplayNode")
+            )
+            labelmapNode.SetNodeReferenceID("display", display.GetID())
+        return True
+
+
+class vtkSlicerTerminologiesModuleLogic(vtk.vtkObject):
+    """``slicer.modules.terminologies.logic()``: the loaded category-and-type lists."""
+
+    def __init__(self):
+        super().__init__()
+        self._terminologies = {}
+
+    def LoadTerminologyFromFile(self, filePath):
+        """Load a ``SegmentationCategoryTypeModifier`` JSON file; returns its context name
+        ("" when the file is not a terminology)."""
+        import json
+
+        try:
+            with open(filePath, encoding="utf-8") as stream:
+                content = json.load(stream)
+            name = content["SegmentationCategoryTypeContextName"]
+            content["SegmentationCodes"]["Category"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return ""
+        self._terminologies[name] = content
+        return name
+
+    def GetLoadedTerminologyNames(self, terminologyNames):
+        terminologyNames.Reset()
+        for name in self._terminologies:
+            terminologyNames.InsertNextValue(name)
+
+
+@_registered
 class vtkMRMLScene(vtk.vtkObject):
     """Nodes by ID, with the scene events the module observes."""
 
@@ -459,6 +606,14 @@ class vtkMRMLScene(vtk.vtkObject):
         super().__init__()
         self._nodes = []
         self._idCounters = {}
+        self._addSubjectHierarchy()
+
+    def _addSubjectHierarchy(self):
+        """Slicer's scene always has its subject hierarchy node (re-created when cleared)."""
+        node = vtkMRMLSubjectHierarchyNode()
+        node.SetName("SubjectHierarchy")
+        node.SetSingletonTag("SubjectHierarchy")
+        self.AddNode(node)
 
     def CreateNodeByClass(self, className):
         if className in _NODE_CLASSES:
@@ -539,12 +694,17 @@ class vtkMRMLScene(vtk.vtkObject):
         """Remove all nodes; singletons (parameter nodes) stay, emptied, unless asked."""
         self.InvokeEvent(self.StartCloseEvent)
         for node in list(self._nodes):
+            if isinstance(node, vtkMRMLSubjectHierarchyNode):
+                self.RemoveNode(node)
+                continue
             if node.GetSingletonTag() and not removeSingletons:
                 node._references.clear()
                 if isinstance(node, vtkMRMLScriptedModuleNode):
                     node._parameters.clear()
                 continue
             self.RemoveNode(node)
+        if self.GetFirstNodeByClass("vtkMRMLSubjectHierarchyNode") is None:
+            self._addSubjectHierarchy()
         self.InvokeEvent(self.EndCloseEvent)
 
 

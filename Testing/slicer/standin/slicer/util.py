@@ -60,6 +60,13 @@ def updateVolumeFromArray(volumeNode, narray):
     _mrml.setVoxelArray(volumeNode, narray)
 
 
+def arrayFromVolumeModified(volumeNode):
+    imageData = volumeNode.GetImageData()
+    if imageData is not None:
+        imageData.Modified()
+    volumeNode.Modified()
+
+
 def arrayFromVTKMatrix(vmatrix):
     size = 4 if isinstance(vmatrix, vtk.vtkMatrix4x4) else 3
     return np.array([[vmatrix.GetElement(r, c) for c in range(size)] for r in range(size)])
@@ -176,6 +183,19 @@ def saveNode(node, filename, properties={}):  # noqa: B006 (Slicer's signature)
     return True
 
 
+def exportNode(node, filename, properties={}, world=False):  # noqa: B006 (Slicer's signature)
+    """Write a node to a file without changing it or the scene (no storage node is added)."""
+    if world:
+        raise NotImplementedError("the stand-in exports in the node's own coordinates")
+    if node.IsA("vtkMRMLVolumeNode"):
+        _writeVolume(node, filename, bool(properties.get("useCompression", 1)))
+    elif node.IsA("vtkMRMLSegmentationNode"):
+        _writeSegmentation(node, filename)
+    else:
+        return False
+    return True
+
+
 def _writeVolume(volumeNode, filename, useCompression):
     import SimpleITK as sitk
 
@@ -237,6 +257,14 @@ def _resampleNearest(mask, sourceIjkToRas, targetIjkToRas, targetShape):
     return values.reshape(targetShape).astype(np.uint8)
 
 
+def _temporaryLabelVolumeWithOrphanDisplay():
+    """What Slicer's segment helpers do: a temporary label volume gets a display node, and
+    removing the volume afterwards leaves that display node in the scene."""
+    temporary = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__temp__")
+    _addHelperNode(temporary, "display", "vtkMRMLLabelMapVolumeDisplayNode")
+    slicer.mrmlScene.RemoveNode(temporary)
+
+
 def updateSegmentBinaryLabelmapFromArray(
     narray, segmentationNode, segmentId, referenceVolumeNode=None
 ):
@@ -254,12 +282,19 @@ def updateSegmentBinaryLabelmapFromArray(
         raise RuntimeError(
             f"array shape {narray.shape} does not match the reference volume {expected}"
         )
+    _temporaryLabelVolumeWithOrphanDisplay()
     segment._mask = (np.asarray(narray) > 0).astype(np.uint8)
     segment._ijkToRas = _mrml.ijkToRasArray(referenceVolumeNode)
     segmentationNode.Modified()
 
 
 def arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, referenceVolumeNode=None):
+    _temporaryLabelVolumeWithOrphanDisplay()
+    return _segmentMaskOnGrid(segmentationNode, segmentId, referenceVolumeNode)
+
+
+def _segmentMaskOnGrid(segmentationNode, segmentId, referenceVolumeNode=None):
+    """A segment's mask ``(K, J, I)`` resampled (nearest) onto a volume's grid."""
     if referenceVolumeNode is None:
         referenceVolumeNode = segmentationNode.GetNodeReference(
             slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()

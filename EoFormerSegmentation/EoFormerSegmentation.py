@@ -1880,7 +1880,11 @@ class EoFormerSegmentationTest(ScriptedLoadableModuleTest):
         registerSampleData()
         nodes = SampleData.downloadSamples(SAMPLE_NAME)
         self.assertEqual(len(nodes), 5)
-        widget = EoFormerSegmentationWidget()
+        parent = slicer.qMRMLWidget()
+        parent.setLayout(qt.QVBoxLayout())
+        parent.setMRMLScene(slicer.mrmlScene)
+        widget = EoFormerSegmentationWidget(parent)
+        widget.setup()
         volumes = widget.currentInputVolumes()
         self.assertEqual(
             [volumes[role].GetName() for role in SEQUENCE_ROLES],

@@ -1,0 +1,189 @@
+"""Score models on held-out labelled cases and choose the post-processing on them.
+
+Every case is segmented once per model with the engine (probabilities kept); the
+post-processing rules of :class:`~EoFormerSegmentationLib.postprocessing.PostprocessingSettings`
+are then swept over a grid on those probabilities, and the setting with the best mean Dice of
+the *last* model (the candidate) over the three regions is chosen (ties: the simpler, earlier
+setting of the grid). Dice and HD95 are reported per case and region for every model, with
+the default and with the chosen post-processing. Run from the repository root::
+
+    python tools/evaluate_real_cases.py --cases runs/data/val \\
+        --model EoFormerSegmentation/Resources/Models/eoformer_glioma_synthetic_v1.pt \\
+        --model runs/v2/best.pt --out runs/real_eval
+
+``--postprocessing FILE`` applies a setting chosen before (the ``chosen`` entry of an earlier
+report) instead of sweeping, e.g. on simulated thick-slice or raw cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import SimpleITK as sitk
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY / "EoFormerSegmentation"))
+
+from EoFormerSegmentationLib.engine import segment_images  # noqa: E402
+from EoFormerSegmentationLib.geometry import array_to_image  # noqa: E402
+from EoFormerSegmentationLib.labels import REGIONS, regions_to_labels  # noqa: E402
+from EoFormerSegmentationLib.metrics import dice, evaluate_labels  # noqa: E402
+from EoFormerSegmentationLib.models import load_checkpoint  # noqa: E402
+from EoFormerSegmentationLib.postprocessing import (  # noqa: E402
+    PostprocessingSettings,
+    postprocess_regions,
+)
+from EoFormerSegmentationLib.segmentation_file import read_label_map  # noqa: E402
+from EoFormerSegmentationLib.training.datasets import discover_cases  # noqa: E402
+from EoFormerSegmentationLib.volumes import read_sequences  # noqa: E402
+
+GRID = {
+    "min_component_ml": [0.1, 1.0, 3.0],
+    "min_component_fraction": [0.0, 0.1, 0.25],
+    "min_enhancing_ml": [0.3, 1.0, 2.0, 4.0],
+}
+"""Post-processing settings swept (every combination; threshold 0.5)."""
+
+
+def settings_grid() -> List[PostprocessingSettings]:
+    keys = list(GRID)
+    return [
+        PostprocessingSettings(**dict(zip(keys, values)))
+        for values in itertools.product(*(GRID[key] for key in keys))
+    ]
+
+
+def mean_dice(probabilities, reference_regions, voxel_ml, settings) -> float:
+    masks = postprocess_regions(probabilities, voxel_ml, settings)
+    return float(np.mean([dice(masks[i], reference_regions[i]) for i in range(3)]))
+
+
+def scores_with(probabilities, reference, spacing, settings) -> Dict[str, Dict[str, float]]:
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    masks = postprocess_regions(probabilities, voxel_ml, settings)
+    prediction = regions_to_labels(masks, "brats2020")
+    scores = evaluate_labels(prediction, reference, spacing)
+    for index, region in enumerate(REGIONS):
+        scores[region]["volume_ml"] = float(masks[index].sum()) * voxel_ml
+    return scores
+
+
+def summary(per_case: Dict[str, Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, float]]:
+    result = {}
+    for region in REGIONS:
+        dices = [case[region]["dice"] for case in per_case.values()]
+        distances = [case[region]["hd95"] for case in per_case.values()]
+        result[region] = {
+            "dice_mean": float(np.mean(dices)),
+            "dice_std": float(np.std(dices)),
+            "hd95_mean": float(np.mean(distances)),
+            "hd95_median": float(np.median(distances)),
+        }
+    result["mean_dice"] = float(np.mean([result[r]["dice_mean"] for r in REGIONS]))
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", nargs="+", type=Path, required=True)
+    parser.add_argument("--model", action="append", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="report folder")
+    parser.add_argument("--postprocessing", type=Path, help="report whose 'chosen' to apply")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--tta", action="store_true")
+    arguments = parser.parse_args()
+
+    cases = discover_cases([str(c) for c in arguments.cases], require_label=True)
+    arguments.out.mkdir(parents=True, exist_ok=True)
+    fixed = None
+    if arguments.postprocessing:
+        saved = json.loads(arguments.postprocessing.read_text(encoding="utf-8"))
+        fixed = PostprocessingSettings(**saved["chosen"])
+    grid = [fixed] if fixed else settings_grid()
+    default = PostprocessingSettings()
+
+    models: Dict[str, Any] = {}
+    sweep: Dict[str, Dict[int, List[float]]] = {}
+    kept: Dict[str, Dict[str, Any]] = {}
+    kept_images: Dict[str, Dict[str, Any]] = {}
+    for model_path in arguments.model:
+        loaded = load_checkpoint(model_path)
+        key = str(model_path)
+        kept[key] = {}
+        sweep[key] = {index: [] for index in range(len(grid))}
+        timings = {}
+        for case in cases:
+            started = time.perf_counter()
+            images = read_sequences(case.images)
+            result = segment_images(
+                images, loaded, device=arguments.device, tta=arguments.tta, keep_probabilities=True
+            )
+            timings[case.name] = {**result.timings_s, "seconds": time.perf_counter() - started}
+            reference, reference_image = read_label_map(str(case.label))
+            spacing = reference_image.GetSpacing()
+            probabilities = result.probabilities
+            if probabilities.shape[1:] != reference.shape:
+                raise SystemExit(f"{case.label}: not on the T1ce grid of {case.name}")
+            regions = [np.isin(reference, values) for values in ((1, 2, 3, 4), (1, 3, 4), (3, 4))]
+            voxel_ml = float(np.prod(spacing)) / 1000.0
+            for index, settings in enumerate(grid):
+                sweep[key][index].append(mean_dice(probabilities, regions, voxel_ml, settings))
+            kept[key][case.name] = (probabilities, reference, spacing)
+            kept_images.setdefault(key, {})[case.name] = reference_image
+            print(f"{loaded.name} {case.name}: {timings[case.name]['seconds']:.0f} s", flush=True)
+        models[key] = {"name": loaded.name, "sha256": loaded.sha256, "timings_s": timings}
+
+    candidate = str(arguments.model[-1])
+    means = [float(np.mean(sweep[candidate][index])) for index in range(len(grid))]
+    chosen = grid[int(np.argmax(means))]
+    report: Dict[str, Any] = {
+        "cases": [case.name for case in cases],
+        "chosen": dataclasses.asdict(chosen),
+        "chosen_on": models[candidate]["name"],
+        "default": dataclasses.asdict(default),
+        "sweep": [{"settings": dataclasses.asdict(s), "mean_dice": m} for s, m in zip(grid, means)],
+        "models": {},
+    }
+    for key, info in models.items():
+        entry = dict(info)
+        for label, settings in (("default", default), ("chosen", chosen)):
+            per_case = {
+                name: scores_with(p, ref, spacing, settings)
+                for name, (p, ref, spacing) in kept[key].items()
+            }
+            entry[label] = {"per_case": per_case, "summary": summary(per_case)}
+        report["models"][info["name"]] = entry
+        folder = arguments.out / "predictions" / info["name"]
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, (p, _, _) in kept[key].items():
+            image = kept_images[key][name]
+            voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+            labels = regions_to_labels(postprocess_regions(p, voxel_ml, chosen), "brats2020")
+            written = array_to_image(labels, image)
+            sitk.WriteImage(written, str(folder / f"{name}.nii.gz"), True)
+    path = arguments.out / "report.json"
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    for name, entry in report["models"].items():
+        for label in ("default", "chosen"):
+            s = entry[label]["summary"]
+            print(
+                f"{name:32s} {label:8s} "
+                + "  ".join(
+                    f"{r} {s[r]['dice_mean']:.3f} ({s[r]['hd95_mean']:.1f} mm)" for r in REGIONS
+                )
+            )
+    print(f"chosen post-processing: {report['chosen']}; report: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

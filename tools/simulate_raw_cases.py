@@ -1,0 +1,247 @@
+"""Turn labelled BraTS cases into scans as a hospital archive holds them, with a known answer.
+
+BraTS cases are skull-stripped, co-registered and resampled to 1 mm; hospital scans are not.
+This script makes, from each labelled case, the scans a radiologist would load, with the
+reference label on the T1ce's grid, in a case folder of the plain layout (``t1.nii.gz``,
+``t1ce.nii.gz``, ``t2.nii.gz``, ``flair.nii.gz``, ``seg.nii.gz``) that ``eoformer evaluate
+--cases`` and ``tools/evaluate_real_cases.py`` read:
+
+``--mode thick --thickness T``
+    every sequence acquired in axial slabs of T mm (averaged over the slab) on a
+    1 x 1 x T mm grid: what a 2-D acquisition looks like, with nothing else changed.
+
+``--mode raw``
+    the case's brain placed into a real head with skull and scalp (the head's own brain,
+    found with deepbet, is replaced by the case's brain, stretched to fit; the skull, scalp,
+    fat and neck stay), then each sequence acquired on its own grid, as on a scanner:
+    T1ce axial 0.9 x 0.9 x 5.5 mm slabs; T1 3-D 1 mm after 4 degrees and 3 mm of patient
+    motion; T2 axial 0.45 x 0.45 x 5 mm slabs after 3 degrees and 2 mm of motion; FLAIR
+    oblique (slabs tilted 6 degrees) 0.9 x 0.9 x 6 mm after 2 degrees of motion. Intensities
+    are written as 16-bit integers. The label follows the T1ce (no motion), so the answer is
+    known exactly on the grid the output is written on.
+
+Run from the repository root::
+
+    python tools/simulate_raw_cases.py --cases ../shared/data/brats/BraTS2021_00014 \\
+        --mode raw --out runs/raw_cases
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+DEFAULT_HEAD = (
+    REPOSITORY.parent
+    / "shared/data/raw-heads/niivue__niivue-demo-images__VS-SEG-001_t1_mpr_tra_gk"
+    / "VS-SEG-001_t1ce.nii.gz"
+)
+SEQUENCES = ("t1", "t1ce", "t2", "flair")
+
+# name -> (spacing mm, slab tilt about x in degrees, motion (rotation degrees about z and x,
+# translation mm))
+ACQUISITIONS: Dict[str, Tuple[Sequence[float], float, Tuple[float, float, Sequence[float]]]] = {
+    "t1ce": ((0.9, 0.9, 5.5), 0.0, (0.0, 0.0, (0.0, 0.0, 0.0))),
+    "t1": ((1.0, 1.0, 1.0), 0.0, (4.0, 0.0, (3.0, 0.0, 0.0))),
+    "t2": ((0.45, 0.45, 5.0), 0.0, (0.0, 3.0, (0.0, 2.0, 0.0))),
+    "flair": ((0.9, 0.9, 6.0), 6.0, (2.0, 0.0, (0.0, 0.0, 0.0))),
+}
+
+
+def _rotation(about_z: float, about_x: float) -> np.ndarray:
+    z, x = np.radians(about_z), np.radians(about_x)
+    rz = np.array([[np.cos(z), -np.sin(z), 0], [np.sin(z), np.cos(z), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(x), -np.sin(x)], [0, np.sin(x), np.cos(x)]])
+    return rx @ rz
+
+
+def slab_grid(
+    source: sitk.Image, spacing: Sequence[float], tilt_degrees: float = 0.0
+) -> sitk.Image:
+    """An acquisition grid of ``spacing`` covering ``source``, slabs tilted about its x axis."""
+    direction = np.asarray(source.GetDirection()).reshape(3, 3) @ _rotation(0.0, tilt_degrees)
+    corners = [
+        source.TransformIndexToPhysicalPoint(
+            [int(i * (n - 1)) for i, n in zip(c, source.GetSize())]
+        )
+        for c in np.ndindex(2, 2, 2)
+    ]
+    local = np.asarray(corners) @ direction  # coordinates along the new axes
+    low, high = local.min(axis=0), local.max(axis=0)
+    size = [max(int(np.ceil((h - lo) / s)), 1) for lo, h, s in zip(low, high, spacing)]
+    centre_local = (low + high) / 2.0
+    half = (np.asarray(size) - 1) * np.asarray(spacing) / 2.0
+    origin = direction @ (centre_local - half)
+    grid = sitk.Image(size, sitk.sitkUInt8)
+    grid.SetSpacing([float(s) for s in spacing])
+    grid.SetDirection(direction.ravel().tolist())
+    grid.SetOrigin(origin.tolist())
+    return grid
+
+
+def acquire(
+    image: sitk.Image,
+    grid: sitk.Image,
+    motion: Tuple[float, float, Sequence[float]] = (0.0, 0.0, (0.0, 0.0, 0.0)),
+    label: bool = False,
+) -> sitk.Image:
+    """``image`` as acquired on ``grid``: averaged over each slab (the grid's largest spacing)
+    along the slab axis, after a rigid patient ``motion`` (degrees about z and x, mm)."""
+    transform = sitk.Euler3DTransform()
+    transform.SetCenter(
+        image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()])
+    )
+    rotation = _rotation(motion[0], motion[1])
+    transform.SetMatrix(rotation.ravel().tolist())
+    transform.SetTranslation([float(t) for t in motion[2]])
+    if label:
+        return sitk.Resample(image, grid, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    spacing = np.asarray(grid.GetSpacing())
+    thickness = float(spacing.max())
+    source = image
+    if thickness > 1.5:
+        # a slab profile: Gaussian with the slab's FWHM along the slab axis of the grid
+        sigma = np.full(3, 0.3)
+        axis_in_source = np.argmax(
+            np.abs(
+                np.asarray(image.GetDirection()).reshape(3, 3).T
+                @ np.asarray(grid.GetDirection()).reshape(3, 3)[:, int(np.argmax(spacing))]
+            )
+        )
+        sigma[axis_in_source] = thickness / 2.355
+        source = sitk.SmoothingRecursiveGaussian(image, sigma.tolist())
+    return sitk.Resample(source, grid, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+def read_case(folder: Path) -> Tuple[Dict[str, sitk.Image], sitk.Image, str]:
+    """The four sequences and the label of a labelled case folder (any layout we read)."""
+    sys.path.insert(0, str(REPOSITORY / "EoFormerSegmentation"))
+    from EoFormerSegmentationLib.training.datasets import find_case_files
+
+    files = find_case_files(folder, require_label=True)
+    images = {key: sitk.ReadImage(str(files.images[key]), sitk.sitkFloat32) for key in SEQUENCES}
+    return images, sitk.ReadImage(str(files.label), sitk.sitkUInt8), files.name
+
+
+def thick_case(
+    images: Dict[str, sitk.Image], label: sitk.Image, thickness: float
+) -> Tuple[Dict[str, sitk.Image], sitk.Image]:
+    """Every sequence in axial slabs of ``thickness`` mm; the label on the same grid."""
+    spacing = list(images["t1ce"].GetSpacing()[:2]) + [float(thickness)]
+    grid = slab_grid(images["t1ce"], spacing)
+    acquired = {key: acquire(image, grid) for key, image in images.items()}
+    return acquired, acquire(label, grid, label=True)
+
+
+def raw_case(
+    images: Dict[str, sitk.Image], label: sitk.Image, head_path: Path
+) -> Tuple[Dict[str, sitk.Image], sitk.Image]:
+    """The case's brain inside a real head, each sequence acquired on its own grid."""
+    from EoFormerSegmentationLib.brain_extraction import extract_brain
+    from EoFormerSegmentationLib.geometry import (
+        array_to_image,
+        image_to_array,
+        network_grid,
+        resample_onto,
+    )
+
+    head_image = sitk.ReadImage(str(head_path), sitk.sitkFloat32)
+    head_grid = network_grid(head_image)
+    head = image_to_array(resample_onto(head_image, head_grid))
+    head_brain = extract_brain(head, source="head", margin_mm=0.0).mask
+
+    case_grid = network_grid(images["t1ce"])
+    arrays = {key: image_to_array(resample_onto(images[key], case_grid)) for key in SEQUENCES}
+    tumor = image_to_array(resample_onto(label, case_grid, sitk.sitkNearestNeighbor))
+    case_brain = np.any([arrays[key] != 0 for key in SEQUENCES], axis=0)
+
+    def box(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        points = np.argwhere(mask)
+        return points.min(axis=0).astype(float), points.max(axis=0).astype(float)
+
+    head_low, head_high = box(head_brain)
+    case_low, case_high = box(case_brain)
+    scale = (case_high - case_low) / np.maximum(head_high - head_low, 1.0)
+    offset = case_low - head_low * scale  # head index p -> case index scale * p + offset
+
+    def into_head(array: np.ndarray, order: int) -> np.ndarray:
+        return ndimage.affine_transform(
+            array, scale, offset=offset, output_shape=head.shape, order=order, cval=0
+        )
+
+    brain_in_head = into_head(case_brain.astype(np.uint8), 0).astype(bool)
+    head_median = float(np.median(head[head_brain]))
+    composites = {}
+    for key in SEQUENCES:
+        warped = into_head(arrays[key], 1)
+        gain = head_median / float(np.median(arrays[key][case_brain]))
+        composite = np.where(brain_in_head, warped * gain, head)
+        composites[key] = array_to_image(composite.astype(np.float32), head_grid)
+    tumor_in_head = array_to_image(into_head(tumor, 0).astype(np.uint8), head_grid)
+
+    acquired = {}
+    grids = {}
+    for key, (spacing, tilt, motion) in ACQUISITIONS.items():
+        grids[key] = slab_grid(composites[key], spacing, tilt)
+        acquired[key] = acquire(composites[key], grids[key], motion)
+    reference = acquire(tumor_in_head, grids["t1ce"], label=True)
+    return acquired, reference
+
+
+def write_case(
+    folder: Path, images: Dict[str, sitk.Image], label: sitk.Image, as_int16: bool
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, image in images.items():
+        if as_int16:
+            scale = 3000.0 / max(float(np.percentile(sitk.GetArrayViewFromImage(image), 99.5)), 1)
+            image = sitk.Cast(
+                sitk.Round(sitk.Clamp(image * scale, lowerBound=0, upperBound=32767)),
+                sitk.sitkInt16,
+            )
+        sitk.WriteImage(image, str(folder / f"{key}.nii.gz"), True)
+    sitk.WriteImage(label, str(folder / "seg.nii.gz"), True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", nargs="+", type=Path, required=True, help="labelled cases")
+    parser.add_argument("--mode", choices=("thick", "raw"), required=True)
+    parser.add_argument("--thickness", type=float, default=5.0, help="slab, mm (thick mode)")
+    parser.add_argument("--head", type=Path, default=DEFAULT_HEAD, help="real head (raw mode)")
+    parser.add_argument("--out", type=Path, required=True, help="folder of the new cases")
+    arguments = parser.parse_args()
+
+    written = []
+    for folder in arguments.cases:
+        images, label, name = read_case(folder)
+        if arguments.mode == "thick":
+            acquired, reference = thick_case(images, label, arguments.thickness)
+            suffix = f"thick{arguments.thickness:g}mm"
+        else:
+            acquired, reference = raw_case(images, label, arguments.head)
+            suffix = "raw"
+        target = arguments.out / f"{name}_{suffix}"
+        write_case(target, acquired, reference, as_int16=arguments.mode == "raw")
+        written.append(str(target))
+        print(
+            f"{target}: "
+            + ", ".join(
+                f"{key} {img.GetSize()} {tuple(round(s, 2) for s in img.GetSpacing())}"
+                for key, img in acquired.items()
+            )
+        )
+    print(json.dumps({"cases": written}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -133,7 +133,7 @@ class EoFormerSegmentation(ScriptedLoadableModule):
         self.parent.title = _("EoFormer Segmentation")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
-        self.parent.contributors = ["EoFormer for 3D Slicer contributors (EoFormer project)"]
+        self.parent.contributors = ["EoFormer for 3D Slicer contributors (SlicerEoFormer project)"]
         self.parent.helpText = _(
             """
 Segments a brain tumor (glioma) from four MRI sequences: T1, T1 after contrast (T1ce), T2 and

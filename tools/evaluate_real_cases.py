@@ -134,8 +134,10 @@ def main() -> int:
                 raise SystemExit(f"{case.label}: not on the T1ce grid of {case.name}")
             regions = [np.isin(reference, values) for values in ((1, 2, 3, 4), (1, 3, 4), (3, 4))]
             voxel_ml = float(np.prod(spacing)) / 1000.0
-            for index, settings in enumerate(grid):
-                sweep[key][index].append(mean_dice(probabilities, regions, voxel_ml, settings))
+            if model_path == arguments.model[-1]:  # only the candidate's sweep is used
+                for index, settings in enumerate(grid):
+                    score = mean_dice(probabilities, regions, voxel_ml, settings)
+                    sweep[key][index].append(score)
             kept[key][case.name] = (probabilities, reference, spacing)
             kept_images.setdefault(key, {})[case.name] = reference_image
             print(f"{loaded.name} {case.name}: {timings[case.name]['seconds']:.0f} s", flush=True)

@@ -71,8 +71,8 @@ class SegmentationResult:
         convention: label convention of ``label_map``.
         output: the written file, if any.
         notes: messages for the user (for example a fallback from GPU to CPU).
-        preprocessing: what was done before the network (registration transforms, brain
-            extraction), for the report.
+        processing: what was done around the network (registration transforms, brain
+            extraction, post-processing settings), for the report.
         probabilities: ``float32`` ``(3, X, Y, Z)`` WT / TC / ET probabilities on the T1ce
             grid (indexed ``[x, y, z]``), kept only when asked for (evaluation, tuning).
     """
@@ -87,7 +87,7 @@ class SegmentationResult:
     convention: str
     output: Optional[Path] = None
     notes: List[str] = field(default_factory=list)
-    preprocessing: Dict[str, Any] = field(default_factory=dict)
+    processing: Dict[str, Any] = field(default_factory=dict)
     probabilities: Optional[np.ndarray] = None
 
     def report(self) -> Dict[str, Any]:
@@ -99,7 +99,7 @@ class SegmentationResult:
             "device": self.device,
             "model": {"name": self.model_name, "sha256": self.model_sha256},
             "label_convention": self.convention,
-            "preprocessing": self.preprocessing,
+            "processing": self.processing,
             "notes": list(self.notes),
             "disclaimer": NOT_FOR_CLINICAL_USE,
         }
@@ -222,7 +222,8 @@ def segment_images(
         label_convention: ``brats2020`` (ET = 4) or ``brats2023`` (ET = 3) for the label map.
         overlap: sliding-window overlap fraction.
         sw_batch_size: windows per forward pass (default 1 on CPU, 4 on CUDA).
-        postprocessing: thresholds and cleanup (defaults when ``None``).
+        postprocessing: thresholds and cleanup (``None``: the settings the model card
+            recommends, else the defaults of :class:`PostprocessingSettings`).
         progress: called with (fraction 0-1, message).
         should_cancel: polled during the work; returning True raises ``Cancelled``.
         keep_probabilities: keep the probabilities in the result (memory: 12 bytes per
@@ -245,7 +246,7 @@ def segment_images(
         )
     stages = _Stages(progress)
     notes: List[str] = []
-    preprocessing: Dict[str, Any] = {}
+    processing: Dict[str, Any] = {}
     reference = images["t1ce"]
     grid = network_grid(reference)
 
@@ -265,7 +266,7 @@ def segment_images(
             transforms[key] = register_rigid(reference, images[key])
             registration[key] = describe_transform(transforms[key], key, reference)
             notes.extend(registration[key]["warnings"])
-        preprocessing["registration"] = registration
+        processing["registration"] = registration
 
     stages.start("resample", 0.2, "resampling onto the network grid")
     volume = np.stack(
@@ -276,7 +277,7 @@ def segment_images(
     )
     brain = _brain_mask(volume, grid, skull_strip, device, stages, should_cancel)
     if brain is not None:
-        preprocessing["brain_extraction"] = brain.report()
+        processing["brain_extraction"] = brain.report()
         notes.extend(brain.warnings)
         volume *= brain.mask[None]
     stages.start("preprocess", 0.23, "normalising intensities")
@@ -301,6 +302,9 @@ def segment_images(
         ]
     )
     voxel_volume_ml = float(np.prod(reference.GetSpacing())) / 1000.0
+    if postprocessing is None:
+        postprocessing = PostprocessingSettings.from_card(loaded.card)
+    processing["postprocessing"] = postprocessing.to_json()
     masks = postprocess_regions(probabilities_reference, voxel_volume_ml, postprocessing)
     notes.extend(plausibility_warnings(masks, voxel_volume_ml))
     label = regions_to_labels(masks, label_convention)
@@ -323,7 +327,7 @@ def segment_images(
         model_sha256=loaded.sha256,
         convention=label_convention,
         notes=notes,
-        preprocessing=preprocessing,
+        processing=processing,
         probabilities=probabilities_reference if keep_probabilities else None,
     )
 

@@ -3,8 +3,8 @@ the plausibility checks that warn about a result that is probably wrong."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Optional
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 from scipy import ndimage
@@ -43,6 +43,22 @@ class PostprocessingSettings:
     min_enhancing_ml: float = 0.3
     min_component_fraction: float = 0.0
     min_component_mass: float = 0.0
+
+    @classmethod
+    def from_card(cls, card: Optional[Mapping[str, Any]]) -> PostprocessingSettings:
+        """The settings a model card recommends (its ``postprocessing`` entry), else defaults.
+
+        A model's post-processing is chosen on its validation cases and saved in its card, so
+        that a model is always used with the rules it was measured with. Unknown keys are
+        ignored (cards written by newer versions).
+        """
+        recommended = (card or {}).get("postprocessing") or {}
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: float(v) for k, v in recommended.items() if k in known})
+
+    def to_json(self) -> Dict[str, float]:
+        """The settings as a JSON-serialisable dict."""
+        return asdict(self)
 
 
 def postprocess_regions(

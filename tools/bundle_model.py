@@ -11,6 +11,15 @@ bundled model's place. Run from the repository root::
 
 Reports already written by ``eoformer evaluate --cases ... --json`` for the same checkpoint
 can be passed with ``--synthetic-report`` / ``--real-report`` instead of scoring again.
+
+A model trained on real labelled cases is bundled from the report of
+``tools/evaluate_real_cases.py`` on its held-out cases (which also chose its post-processing,
+written into the card so that the engine applies it), plus the reports of the same tool on
+simulated thick-slice and raw scans::
+
+    python tools/bundle_model.py --checkpoint runs/v2/best.pt --heldout-report \
+        runs/real_eval/report.json --extra-report thick_5mm=runs/thick5/report.json \
+        --training-command "eoformer train ..." --overwrite
 """
 
 from __future__ import annotations
@@ -52,10 +61,136 @@ def score(checkpoint: Path, folder: Path, saved: Optional[Path]) -> Dict[str, An
     return evaluate_cases(checkpoint, [folder], device="cpu")
 
 
+BRATS_CITATION = (
+    "BraTS data were used: Menze et al., IEEE TMI 2015; Bakas et al., Nature Scientific Data "
+    "2017; Bakas et al., arXiv:1811.02629 (2018); Baid et al., arXiv:2107.02314 (2021). "
+    "TCGA-FG-6692: TCIA (TCGA glioma collections), preprocessed with BraTS Toolkit (Kofler et "
+    "al., Frontiers in Neuroscience 2020)."
+)
+
+KNOWN_LIMITS = [
+    "trained on 18 adult glioma cases (BraTS 2013-2021 training data, pre-operative, "
+    "skull-stripped, co-registered, 1 mm); a few hundred cases are needed for BraTS-level "
+    "accuracy",
+    "never saw metastases, meningiomas, pediatric tumors, post-operative cavities or "
+    "treatment effects",
+    "never saw scans with skull and scalp: it relies on the brain extraction step for them",
+    "thick-slice (2-D) acquisitions were only simulated during training (slabs of 2-7 mm)",
+]
+
+
+def _case_source(case: str) -> str:
+    """Where a real case comes from (the first line of its SOURCE.txt, or the README)."""
+    for folder in (REPOSITORY.parent / "shared/data/brats" / case, REAL_CASE.parent / case):
+        source = folder / "SOURCE.txt"
+        if source.is_file():
+            return source.read_text(encoding="utf-8").splitlines()[0].replace("repo: ", "")
+    if case == REAL_CASE.name:
+        return "TCIA TCGA glioma collections via BraTS Toolkit (label: consensus of 5 algorithms)"
+    return "unknown"
+
+
+def _model_entry(report: Dict[str, Any], sha256: str) -> Dict[str, Any]:
+    for entry in report["models"].values():
+        if entry["sha256"] == sha256:
+            return entry
+    raise SystemExit("the held-out report does not score this checkpoint")
+
+
+def bundle_real(arguments: argparse.Namespace, out: Path) -> int:
+    """Card and bundled copy of a model trained on real labelled cases."""
+    from EoFormerSegmentationLib.models import file_sha256, load_checkpoint, save_checkpoint
+
+    checkpoint_sha = file_sha256(arguments.checkpoint)
+    heldout = json.loads(arguments.heldout_report.read_text(encoding="utf-8"))
+    entry = _model_entry(heldout, checkpoint_sha)
+    loaded = load_checkpoint(arguments.checkpoint)
+    card = dict(loaded.card)
+    training_cases = card.get("training_data", {}).get("cases", [])
+    card["name"] = out.stem
+    card["intended_use"] = INTENDED_USE
+    card["training_data"] = {
+        "real_cases": [{"case": c, "source": _case_source(c)} for c in training_cases],
+        "labels": "expert manual BraTS labels (1 NCR, 2 ED, 4 ET); images stored 8-bit",
+        "citation": BRATS_CITATION,
+        "note": f"trained on {len(training_cases)} real BraTS cases, starting from "
+        "eoformer_glioma_synthetic_v1 (synthetic cases only); the held-out cases below were "
+        "never trained on",
+    }
+    card["postprocessing"] = heldout["chosen"]
+    card["training_command"] = arguments.training_command
+    stages = []
+    for entry_text in arguments.earlier_stage:
+        path, _, command = entry_text.partition("=")
+        earlier = load_checkpoint(Path(path)).card
+        stages.append(
+            {
+                "name": earlier.get("name"),
+                "sha256": file_sha256(Path(path)),
+                "training_command": command or earlier.get("training_command"),
+                **{key: earlier.get(key) for key in ("training_data", "training")},
+            }
+        )
+    if stages:
+        card["earlier_training_stages"] = stages
+    card["trained_checkpoint_sha256"] = checkpoint_sha
+    others = {
+        name: {"sha256": e["sha256"], "chosen": e["chosen"]["summary"]}
+        for name, e in heldout["models"].items()
+        if e["sha256"] != checkpoint_sha
+    }
+    card["evaluation"] = {
+        "metrics": "Dice and HD95 (mm) per region, BraTS conventions (both empty: Dice 1, "
+        "HD95 0; one empty: HD95 373.13)",
+        "inference": "sliding window 128^3, overlap 0.5, Gaussian blending, no test-time "
+        "augmentation, the post-processing of this card",
+        "held_out_real": {
+            "cases": [{"case": c, "source": _case_source(c)} for c in heldout["cases"]],
+            "used_in_training": False,
+            "used_for_model_selection": "yes: the checkpoint with the best validation Dice on "
+            "these cases was kept, and the post-processing was chosen on them; the numbers "
+            "are therefore somewhat optimistic",
+            "per_case": entry["chosen"]["per_case"],
+            "summary": entry["chosen"]["summary"],
+            "summary_default_postprocessing": entry["default"]["summary"],
+            "postprocessing_sweep": heldout["sweep"],
+            "other_models_same_cases": others,
+            "command": "python tools/evaluate_real_cases.py --cases <held-out folders> "
+            "--model <v1> --model <this checkpoint> --out runs/real_eval",
+        },
+    }
+    for extra in arguments.extra_report:
+        name, _, path = extra.partition("=")
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+        extra_entry = _model_entry(report, checkpoint_sha)
+        card["evaluation"][name] = {
+            "cases": report["cases"],
+            "summary": extra_entry["chosen"]["summary"],
+            "per_case": extra_entry["chosen"]["per_case"],
+        }
+    card["known_limits"] = KNOWN_LIMITS
+    save_checkpoint(out, loaded.model, card)
+    print(json.dumps({"file": str(out), "sha256": file_sha256(out)}, indent=2))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, type=Path, help="the run's best.pt")
-    parser.add_argument("--synthetic", required=True, type=Path, help="held-out synthetic cases")
+    parser.add_argument("--synthetic", type=Path, help="held-out synthetic cases")
+    parser.add_argument(
+        "--heldout-report",
+        type=Path,
+        help="report of tools/evaluate_real_cases.py on held-out real cases (the last model "
+        "there is this checkpoint); makes the card of a model trained on real cases",
+    )
+    parser.add_argument(
+        "--extra-report",
+        action="append",
+        default=[],
+        metavar="NAME=REPORT",
+        help="further reports of tools/evaluate_real_cases.py (thick slices, raw scans)",
+    )
     parser.add_argument("--synthetic-report", type=Path, help="saved evaluate report of them")
     parser.add_argument("--real-report", type=Path, help="saved evaluate report, real case")
     parser.add_argument("--training-command", required=True, help="the command that trained it")
@@ -88,6 +223,10 @@ def main() -> int:
     out = arguments.out or bundled_model_path()
     if out.exists() and not arguments.overwrite:
         raise SystemExit(f"{out} exists; add --overwrite to replace it")
+    if arguments.heldout_report:
+        return bundle_real(arguments, out)
+    if arguments.synthetic is None:
+        raise SystemExit("give --synthetic (synthetic-only model) or --heldout-report")
     synthetic = score(arguments.checkpoint, arguments.synthetic, arguments.synthetic_report)
     real = score(arguments.checkpoint, REAL_CASE, arguments.real_report)
     dataset = json.loads((arguments.synthetic / "dataset.json").read_text(encoding="utf-8"))

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from EoFormerSegmentationLib.brain_extraction import (
     BrainMask,
     check_brain_mask,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from EoFormerSegmentationLib.training.transforms import RandThickSlicesd, training_transforms
 
 

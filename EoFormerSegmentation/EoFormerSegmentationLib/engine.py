@@ -49,7 +49,13 @@ from EoFormerSegmentationLib.segmentation_file import (
 )
 from EoFormerSegmentationLib.volumes import SEQUENCES, read_sequences
 
-__all__ = ["SegmentationResult", "segment_images", "segment_files", "NOT_FOR_CLINICAL_USE"]
+__all__ = [
+    "SegmentationResult",
+    "segment_images",
+    "segment_files",
+    "write_result",
+    "NOT_FOR_CLINICAL_USE",
+]
 
 NOT_FOR_CLINICAL_USE = "Research software, not for clinical use."
 PathLike = Union[str, "os.PathLike[str]"]
@@ -399,6 +405,41 @@ def _check_output(output: Path, inputs: Mapping[str, PathLike], overwrite: bool)
     return kind
 
 
+def write_result(result: SegmentationResult, output: PathLike, overwrite: bool = False) -> Path:
+    """Write a result atomically, as a Slicer segmentation or a label map by ``output``'s suffix.
+
+    Sets ``result.output`` and ``result.timings_s["write"]`` (s).
+
+    Args:
+        result: what :func:`segment_images` returned.
+        output: ``.seg.nrrd`` (three overlapping segments) or a label-map file (``.nii.gz``,
+            ``.nii``, ``.nrrd``, ``.mha``) in ``result.convention``; its folder is created.
+        overwrite: replace an existing file; when False an existing file is kept and
+            ``OutputError`` is raised.
+
+    Returns:
+        ``output``.
+    """
+    output = Path(output)
+    started = time.perf_counter()
+    if output_kind(output) == "segmentation":
+        write_seg_nrrd(
+            output, result.regions, result.model_name, result.model_sha256, overwrite=overwrite
+        )
+    else:
+        write_label_map(
+            output,
+            result.label_map,
+            result.convention,
+            result.model_name,
+            result.model_sha256,
+            overwrite=overwrite,
+        )
+    result.output = output
+    result.timings_s["write"] = time.perf_counter() - started
+    return output
+
+
 def segment_files(
     t1: PathLike,
     t1ce: PathLike,
@@ -438,10 +479,9 @@ def segment_files(
     """
     started = time.perf_counter()
     inputs = {"t1": t1, "t1ce": t1ce, "t2": t2, "flair": flair}
-    kind = None
     if output is not None:
         output = Path(output)
-        kind = _check_output(output, inputs, overwrite)
+        _check_output(output, inputs, overwrite)
     if model_path is None:
         model_path = default_model_path()
         if model_path is None:
@@ -472,26 +512,7 @@ def segment_files(
     if output is not None:
         if progress is not None:
             progress(0.97, f"writing {output.name}")
-        write_started = time.perf_counter()
-        if kind == "segmentation":
-            write_seg_nrrd(
-                output,
-                result.regions,
-                result.model_name,
-                result.model_sha256,
-                overwrite=overwrite,
-            )
-        else:
-            write_label_map(
-                output,
-                result.label_map,
-                label_convention,
-                result.model_name,
-                result.model_sha256,
-                overwrite=overwrite,
-            )
-        result.output = output
-        result.timings_s["write"] = time.perf_counter() - write_started
+        write_result(result, output, overwrite=overwrite)
     result.timings_s["total"] = time.perf_counter() - started
     if progress is not None:
         progress(1.0, "done")

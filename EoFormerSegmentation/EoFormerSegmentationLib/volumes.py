@@ -27,11 +27,15 @@ SEQUENCE_NAMES = {"t1": "T1", "t1ce": "T1ce", "t2": "T2", "flair": "FLAIR"}
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def _read_dicom_series(folder: Path) -> sitk.Image:
+def _read_dicom_series(folder: Path, series_uid: Optional[str] = None) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
     series = reader.GetGDCMSeriesIDs(str(folder))
     if not series:
         raise InputError(f"{folder}: the folder holds no DICOM series")
+    if series_uid is not None:
+        if series_uid not in series:
+            raise InputError(f"{folder}: the folder holds no DICOM series {series_uid}")
+        series = [series_uid]
     if len(series) > 1:
         raise InputError(
             f"{folder}: the folder holds {len(series)} DICOM series; give a folder with one series"
@@ -109,12 +113,16 @@ def _check_nifti_complete(path: Path, label: str) -> None:
         )
 
 
-def read_image(path: PathLike, label: str = "image") -> sitk.Image:
+def read_image(
+    path: PathLike, label: str = "image", series_uid: Optional[str] = None
+) -> sitk.Image:
     """Read one 3D scalar image and check its values.
 
     Args:
         path: an image file or a folder with one DICOM series.
         label: what the image is (e.g. "T1ce"), used in error messages.
+        series_uid: for a DICOM folder holding several series, the Series Instance UID of
+            the one to read.
 
     Returns:
         The image as ``float32``.
@@ -129,7 +137,7 @@ def read_image(path: PathLike, label: str = "image") -> sitk.Image:
     if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz")):
         _check_nifti_complete(path, label)
     try:
-        image = _read_dicom_series(path) if path.is_dir() else sitk.ReadImage(str(path))
+        image = _read_dicom_series(path, series_uid) if path.is_dir() else sitk.ReadImage(str(path))
     except RuntimeError as error:
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else ""
         raise InputError(f"{path}: cannot read the {label} image ({first_line})") from error
@@ -182,11 +190,15 @@ def _same_file(first: Path, second: Path) -> bool:
         return first.resolve() == second.resolve()
 
 
-def read_sequences(paths: Mapping[str, PathLike]) -> Dict[str, sitk.Image]:
+def read_sequences(
+    paths: Mapping[str, PathLike], series: Optional[Mapping[str, str]] = None
+) -> Dict[str, sitk.Image]:
     """Read T1, T1ce, T2 and FLAIR and check them against each other.
 
     Args:
         paths: sequence key (``t1``, ``t1ce``, ``t2``, ``flair``) -> file or DICOM folder.
+        series: sequence key -> DICOM Series Instance UID, for sequences whose folder holds
+            several series (one DICOM study folder may then be given for all four).
 
     Returns:
         Sequence key -> ``float32`` image, in :data:`SEQUENCES` order.
@@ -199,14 +211,21 @@ def read_sequences(paths: Mapping[str, PathLike]) -> Dict[str, sitk.Image]:
     if missing:
         raise InputError(f"missing input sequence(s): {', '.join(missing)}")
     resolved = {key: Path(paths[key]) for key in SEQUENCES}
+    series = dict(series or {})
     for index, first in enumerate(SEQUENCES):
         for second in SEQUENCES[index + 1 :]:
-            if resolved[first].exists() and _same_file(resolved[first], resolved[second]):
+            if (
+                resolved[first].exists()
+                and _same_file(resolved[first], resolved[second])
+                and series.get(first) == series.get(second)
+            ):
                 raise InputError(
                     f"{resolved[first]}: the same file is given as {SEQUENCE_NAMES[first]} and "
                     f"{SEQUENCE_NAMES[second]}; four different sequences are needed"
                 )
-    images = {key: read_image(resolved[key], SEQUENCE_NAMES[key]) for key in SEQUENCES}
+    images = {
+        key: read_image(resolved[key], SEQUENCE_NAMES[key], series.get(key)) for key in SEQUENCES
+    }
     low_ref, high_ref = physical_bounds(images["t1ce"])
     for key in ("t1", "t2", "flair"):
         low, high = physical_bounds(images[key])

@@ -81,6 +81,10 @@ class SegmentationResult:
             extraction, post-processing settings), for the report.
         probabilities: ``float32`` ``(3, X, Y, Z)`` WT / TC / ET probabilities on the T1ce
             grid (indexed ``[x, y, z]``), kept only when asked for (evaluation, tuning).
+        uncertainty: ``float32`` map on the T1ce grid (bits, 0-1, see
+            :mod:`~EoFormerSegmentationLib.uncertainty`), only when asked for.
+        uncertainty_summary: uncertain volume (mL) and confidence (0-1) per region, with
+            ``uncertainty``.
     """
 
     label_map: sitk.Image
@@ -95,6 +99,8 @@ class SegmentationResult:
     notes: List[str] = field(default_factory=list)
     processing: Dict[str, Any] = field(default_factory=dict)
     probabilities: Optional[np.ndarray] = None
+    uncertainty: Optional[sitk.Image] = None
+    uncertainty_summary: Optional[Dict[str, Dict[str, float]]] = None
 
     def report(self) -> Dict[str, Any]:
         """JSON-serialisable summary (volumes in mL, timings in s, device, model)."""
@@ -106,6 +112,7 @@ class SegmentationResult:
             "model": {"name": self.model_name, "sha256": self.model_sha256},
             "label_convention": self.convention,
             "processing": self.processing,
+            **({"uncertainty": self.uncertainty_summary} if self.uncertainty_summary else {}),
             "notes": list(self.notes),
             "disclaimer": NOT_FOR_CLINICAL_USE,
         }
@@ -212,6 +219,7 @@ def segment_images(
     progress: ProgressCallback = None,
     should_cancel: Optional[Callable[[], bool]] = None,
     keep_probabilities: bool = False,
+    uncertainty: bool = False,
 ) -> SegmentationResult:
     """Segment four images already in memory.
 
@@ -234,6 +242,8 @@ def segment_images(
         should_cancel: polled during the work; returning True raises ``Cancelled``.
         keep_probabilities: keep the probabilities in the result (memory: 12 bytes per
             T1ce voxel).
+        uncertainty: also compute the uncertainty map and its per-region summary (from the
+            same probabilities: with ``tta`` their mean over the flips; no extra network pass).
 
     Returns:
         A :class:`SegmentationResult` on the T1ce's grid.
@@ -313,6 +323,13 @@ def segment_images(
     processing["postprocessing"] = postprocessing.to_json()
     masks = postprocess_regions(probabilities_reference, voxel_volume_ml, postprocessing)
     notes.extend(plausibility_warnings(masks, voxel_volume_ml))
+    uncertainty_image, uncertainty_summary = None, None
+    if uncertainty:
+        from EoFormerSegmentationLib.uncertainty import uncertainty_map
+        from EoFormerSegmentationLib.uncertainty import uncertainty_summary as summarize
+
+        uncertainty_image = array_to_image(uncertainty_map(probabilities_reference), reference)
+        uncertainty_summary = summarize(probabilities_reference, masks, voxel_volume_ml)
     label = regions_to_labels(masks, label_convention)
     label_image = array_to_image(label, reference)
     region_images = {
@@ -335,6 +352,8 @@ def segment_images(
         notes=notes,
         processing=processing,
         probabilities=probabilities_reference if keep_probabilities else None,
+        uncertainty=uncertainty_image,
+        uncertainty_summary=uncertainty_summary,
     )
 
 
@@ -459,6 +478,7 @@ def segment_files(
     postprocessing: Optional[PostprocessingSettings] = None,
     progress: ProgressCallback = None,
     should_cancel: Optional[Callable[[], bool]] = None,
+    uncertainty_output: Optional[PathLike] = None,
 ) -> SegmentationResult:
     """Segment four image files and (optionally) write the result.
 
@@ -469,6 +489,8 @@ def segment_files(
             when ``None``. Written atomically.
         model_path: checkpoint; the bundled model when ``None``.
         overwrite: replace an existing ``output`` (refused otherwise).
+        uncertainty_output: also write the uncertainty map (an image file on the T1ce grid,
+            float32 bits 0-1); its summary goes into the report.
         Other arguments: see :func:`segment_images`.
 
     Returns:
@@ -482,6 +504,15 @@ def segment_files(
     if output is not None:
         output = Path(output)
         _check_output(output, inputs, overwrite)
+    if uncertainty_output is not None:
+        uncertainty_output = Path(uncertainty_output)
+        if _check_output(uncertainty_output, inputs, overwrite) == "segmentation":
+            raise InputError(
+                f"{uncertainty_output}: the uncertainty map is an image (.nii.gz, .nrrd, .mha), "
+                "not a .seg.nrrd segmentation"
+            )
+        if output is not None and uncertainty_output.resolve() == output.resolve():
+            raise InputError(f"{uncertainty_output}: the uncertainty map would replace the output")
     if model_path is None:
         model_path = default_model_path()
         if model_path is None:
@@ -507,12 +538,30 @@ def segment_files(
         postprocessing=postprocessing,
         progress=progress,
         should_cancel=should_cancel,
+        uncertainty=uncertainty_output is not None,
     )
     result.timings_s = {"read": read_seconds, "load_model": load_seconds, **result.timings_s}
+    if uncertainty_output is not None:
+        from EoFormerSegmentationLib.segmentation_file import write_uncertainty_map
+
+        write_uncertainty_map(
+            uncertainty_output,
+            result.uncertainty,
+            result.model_name,
+            result.model_sha256,
+            overwrite=overwrite,
+        )
     if output is not None:
         if progress is not None:
             progress(0.97, f"writing {output.name}")
-        write_result(result, output, overwrite=overwrite)
+        try:
+            write_result(result, output, overwrite=overwrite)
+        except BaseException:
+            if uncertainty_output is not None:
+                from EoFormerSegmentationLib.files import remove_file
+
+                remove_file(uncertainty_output)
+            raise
     result.timings_s["total"] = time.perf_counter() - started
     if progress is not None:
         progress(1.0, "done")

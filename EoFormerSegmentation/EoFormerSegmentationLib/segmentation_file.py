@@ -26,6 +26,7 @@ from EoFormerSegmentationLib.labels import (
 )
 
 __all__ = [
+    "write_uncertainty_map",
     "SEGMENTATION_SUFFIX",
     "LABEL_MAP_SUFFIXES",
     "output_kind",
@@ -279,6 +280,33 @@ def read_label_map(path: PathLike) -> Tuple[np.ndarray, sitk.Image]:
         raise InputError(f"{file}: the label map has non-integer values")
     check_label_values(array, str(file))
     return array.astype(np.uint8), image
+
+
+def write_uncertainty_map(
+    path: PathLike,
+    uncertainty: sitk.Image,
+    model_name: str,
+    model_sha256: Optional[str] = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write an uncertainty map (``float32``, bits 0-1) with the model named in its header.
+
+    Args:
+        path: ``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha`` or ``.mhd`` file.
+        uncertainty: the map (see :mod:`~EoFormerSegmentationLib.uncertainty`).
+        model_name: model that made it.
+        model_sha256: SHA-256 of the model file.
+        overwrite: replace an existing file; when False an existing file is kept and
+            ``OutputError`` is raised.
+    """
+    path = Path(path)
+    image = sitk.Cast(uncertainty, sitk.sitkFloat32)
+    image.SetMetaData("descrip", f"EoFormer {model_name} uncertainty (bits)"[:79])
+    image.SetMetaData("EoFormer_Model", model_name)
+    image.SetMetaData("EoFormer_ModelSHA256", model_sha256 or "")
+    with atomic_write(path, overwrite=overwrite) as temporary:
+        sitk.WriteImage(image, str(temporary), useCompression=True)
+    return path
 
 
 def write_label_map(

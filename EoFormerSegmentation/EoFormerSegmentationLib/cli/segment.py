@@ -59,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--json", metavar="REPORT", help="also write the report to this file")
     parser.add_argument(
+        "--uncertainty",
+        metavar="MAP",
+        help="also write a per-voxel uncertainty map (image on the T1ce grid, 0-1 bits: the "
+        "largest binary entropy of the three regions; with --tta over the flips' mean); the "
+        "report gets each region's uncertain volume (mL) and a 0-1 confidence",
+    )
+    parser.add_argument(
         "--overlap",
         type=open_fraction,
         default=0.5,
@@ -165,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
             overlap=args.overlap,
             sw_batch_size=args.sw_batch_size,
             progress=progress,
+            uncertainty_output=args.uncertainty,
         )
     finally:
         close()
@@ -179,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
             # no result without its report: a failing run leaves no output behind
             if result.output is not None:
                 remove_file(result.output)
+            if args.uncertainty:
+                remove_file(args.uncertainty)
             raise OutputError(f"{error}; the segmentation {result.output} was removed") from error
     volumes = ", ".join(f"{k} {v:.1f} mL" for k, v in result.volumes_ml.items())
     print(

@@ -1,4 +1,8 @@
-"""``eoformer segment``: WT / TC / ET from four MRI sequences, written as a file."""
+"""``eoformer segment``: WT / TC / ET from four MRI sequences, written as a file.
+
+One case (``--t1 --t1ce --t2 --flair --output``) or a folder of cases (``--cases --out``, see
+:mod:`EoFormerSegmentationLib.cohort`).
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,27 @@ import sys
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
-from EoFormerSegmentationLib.cli.options import open_fraction, positive_int
+from EoFormerSegmentationLib.cli.options import non_negative_int, open_fraction, positive_int
 from EoFormerSegmentationLib.errors import InputError, OutputError
 from EoFormerSegmentationLib.files import atomic_write, check_output_file, remove_file
 
-__all__ = ["add_arguments", "run", "progress_reporter", "check_report_path"]
+__all__ = [
+    "add_arguments",
+    "run",
+    "run_cohort",
+    "check_mode",
+    "progress_reporter",
+    "check_report_path",
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--t1", required=True, help="T1 image file or DICOM series folder")
-    parser.add_argument(
-        "--t1ce", required=True, help="T1 with contrast (reference grid of the output)"
-    )
-    parser.add_argument("--t2", required=True, help="T2 image")
-    parser.add_argument("--flair", required=True, help="T2-FLAIR image")
+    parser.add_argument("--t1", help="T1 image file or DICOM series folder (one case)")
+    parser.add_argument("--t1ce", help="T1 with contrast (reference grid of the output)")
+    parser.add_argument("--t2", help="T2 image")
+    parser.add_argument("--flair", help="T2-FLAIR image")
     parser.add_argument(
         "--output",
-        required=True,
         help="OUT.seg.nrrd (Slicer segmentation) or a label map (.nii.gz, .nii, .nrrd, .mha)",
     )
     parser.add_argument("--model", help="model checkpoint (default: the bundled model)")
@@ -85,6 +93,75 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "<message>' lines on stderr (for other programs); none",
     )
 
+    cohort = parser.add_argument_group(
+        "cohort",
+        "instead of --t1/--t1ce/--t2/--flair/--output: every case under a folder, one result "
+        "per case, volumes.csv; several processes with torchrun share the cases",
+    )
+    cohort.add_argument(
+        "--cases",
+        metavar="DIR",
+        help="folder of cases (BraTS 2020/2021/2023, plain t1/t1ce/t2/flair, folders written by "
+        "the Slicer module, DICOM studies)",
+    )
+    cohort.add_argument("--out", metavar="OUTDIR", help="folder for the results (created)")
+    cohort.add_argument(
+        "--format",
+        default="seg.nrrd",
+        choices=["seg.nrrd", "nii.gz"],
+        help="seg.nrrd (Slicer segmentation, default) or nii.gz (BraTS label map)",
+    )
+    cohort.add_argument(
+        "--skip-existing",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep the results of an earlier run with the same model (default: on; "
+        "--no-skip-existing segments every case again)",
+    )
+    cohort.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=1,
+        help="processes reading the next cases while the network runs (default 1; 0: none)",
+    )
+
+
+COHORT_ONLY = ("cases", "out")
+SINGLE_CASE_ONLY = ("t1", "t1ce", "t2", "flair", "output")
+
+
+def check_mode(args: argparse.Namespace) -> bool:
+    """True for a cohort run (``--cases``), False for one case; refuse a mix of the two.
+
+    Raises:
+        InputError: options of both modes, or a mode's required options missing.
+    """
+    given = {name for name in COHORT_ONLY + SINGLE_CASE_ONLY if getattr(args, name, None)}
+    if given & set(COHORT_ONLY):
+        mixed = sorted(given & set(SINGLE_CASE_ONLY))
+        if mixed:
+            raise InputError(
+                f"--{', --'.join(mixed)} cannot be used with --cases/--out: give either "
+                "--t1, --t1ce, --t2, --flair and --output (one case), or --cases DIR and "
+                "--out OUTDIR (a folder of cases)"
+            )
+        missing = [f"--{name}" for name in COHORT_ONLY if name not in given]
+        if missing:
+            raise InputError(f"--cases DIR and --out OUTDIR go together: missing {missing[0]}")
+        if getattr(args, "overwrite", False):
+            raise InputError(
+                "--overwrite is for --output; with --cases, --no-skip-existing segments every "
+                "case again and replaces its result"
+            )
+        return True
+    missing = [f"--{name}" for name in SINGLE_CASE_ONLY if name not in given]
+    if missing:
+        raise InputError(
+            f"missing {', '.join(missing)}: give --t1, --t1ce, --t2, --flair and --output "
+            "(one case), or --cases DIR and --out OUTDIR (a folder of cases)"
+        )
+    return False
+
 
 def progress_reporter(mode: str) -> tuple:
     """A (fraction, message) callback for the chosen mode, and a function to close it."""
@@ -143,6 +220,8 @@ def check_report_path(report: Optional[str], files: Mapping[str, Optional[str]])
 def run(args: argparse.Namespace) -> int:
     from EoFormerSegmentationLib.engine import segment_files
 
+    if check_mode(args):
+        return run_cohort(args)
     if not 0.0 <= args.overlap < 1.0:
         raise InputError(f"--overlap {args.overlap}: expected a fraction in [0, 1)")
     check_report_path(
@@ -198,3 +277,88 @@ def run(args: argparse.Namespace) -> int:
     )
     print(json.dumps(report))
     return 0
+
+
+def run_cohort(args: argparse.Namespace) -> int:
+    """``eoformer segment --cases DIR --out OUTDIR``: the exit status (1 when a case failed)."""
+    from EoFormerSegmentationLib.cohort import segment_cohort
+
+    if not 0.0 <= args.overlap < 1.0:
+        raise InputError(f"--overlap {args.overlap}: expected a fraction in [0, 1)")
+    check_report_path(args.json, {"--out": args.out})
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(max(int(args.threads), 1))
+    bar = None
+
+    def on_start(cases: int, share: int, skipped: int) -> None:
+        nonlocal bar
+        if args.progress == "auto" and int(os.environ.get("RANK", "0")) == 0:
+            from tqdm import tqdm
+
+            bar = tqdm(total=share - skipped, unit="case", file=sys.stderr, dynamic_ncols=True)
+        if skipped:
+            print(
+                f"eoformer segment: {skipped} of {share} cases done before (--skip-existing)",
+                file=sys.stderr,
+            )
+
+    def progress(done: int, total: int, record: dict) -> None:
+        if record["status"] != "done":
+            message = f"eoformer segment: {record['case']} failed: {record['error']}"
+            if bar is not None:
+                bar.write(message, file=sys.stderr)
+            else:
+                print(message, file=sys.stderr)
+        if bar is not None:
+            bar.set_postfix_str(f"{record['case'][-30:]} {record['seconds']:.1f} s")
+            bar.update(1)
+        elif args.progress == "lines":
+            print(
+                f"EOFORMER-PROGRESS {done / total:.4f} {record['case']} {record['status']}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    try:
+        summary = segment_cohort(
+            args.cases,
+            args.out,
+            model_path=args.model,
+            output_format=args.format,
+            skip_existing=args.skip_existing,
+            device=args.device,
+            tta=args.tta,
+            register=args.register,
+            skull_strip=args.skull_strip,
+            label_convention=args.label_convention,
+            overlap=args.overlap,
+            sw_batch_size=args.sw_batch_size,
+            workers=args.workers,
+            progress=progress,
+            on_start=on_start,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    report = summary.report()
+    where = f"process {summary.rank} of {summary.world_size}: " if summary.world_size > 1 else ""
+    rate = f", {summary.cases_per_hour:.0f} cases/hour" if summary.cases_per_hour else ""
+    print(
+        f"eoformer segment: {where}{summary.share} cases: {summary.segmented} segmented, "
+        f"{summary.skipped} done before, {len(summary.failed)} failed "
+        f"({summary.seconds:.1f} s{rate})",
+        file=sys.stderr,
+    )
+    if summary.csv is not None:
+        print(
+            f"eoformer segment: {summary.cases} cases, {summary.failed_total} failed; "
+            f"volumes in {summary.csv}",
+            file=sys.stderr,
+        )
+    if args.json:
+        with atomic_write(args.json) as temporary:
+            temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(report))
+    return 1 if summary.any_failed else 0

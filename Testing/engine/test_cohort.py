@@ -353,6 +353,7 @@ def test_torchrun_with_two_processes_segments_every_case_once(tmp_path, tiny_mod
     [
         (["--t1", "t1.nii.gz"], "--t1 cannot be used with --cases/--out"),
         (["--overwrite"], "--no-skip-existing"),
+        (["--uncertainty", "map.nii.gz"], "--uncertainty cannot be used with --cases/--out"),
     ],
 )
 def test_mixed_modes_are_refused(tmp_path, tiny_model, capsys, extra, message):

@@ -128,6 +128,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 COHORT_ONLY = ("cases", "out")
 SINGLE_CASE_ONLY = ("t1", "t1ce", "t2", "flair", "output")
+SINGLE_CASE_EXTRAS = ("uncertainty",)
+"""Options of one case that a cohort run does not take (each case gets its record instead)."""
 
 
 def check_mode(args: argparse.Namespace) -> bool:
@@ -136,9 +138,10 @@ def check_mode(args: argparse.Namespace) -> bool:
     Raises:
         InputError: options of both modes, or a mode's required options missing.
     """
-    given = {name for name in COHORT_ONLY + SINGLE_CASE_ONLY if getattr(args, name, None)}
+    names = COHORT_ONLY + SINGLE_CASE_ONLY + SINGLE_CASE_EXTRAS
+    given = {name for name in names if getattr(args, name, None)}
     if given & set(COHORT_ONLY):
-        mixed = sorted(given & set(SINGLE_CASE_ONLY))
+        mixed = [name for name in SINGLE_CASE_ONLY + SINGLE_CASE_EXTRAS if name in given]
         if mixed:
             raise InputError(
                 f"--{', --'.join(mixed)} cannot be used with --cases/--out: give either "

@@ -15,11 +15,11 @@ from slicer_module_helpers import MODULE_FOLDER, load_sample, process_events
 REQUIREMENTS = str(MODULE_FOLDER / "Resources" / "requirements.txt")
 
 CURRENT = {
-    "torch": "2.5.1+cu121",
+    # every requirement installed in a recent version, a CUDA torch, Slicer's SimpleITK
+    **{r.name: "99.0" for r in dependency_handler.read_requirements(REQUIREMENTS)},
     "monai": "1.4.0",
     "nibabel": "5.2.1",
-    "tqdm": "4.66.0",
-    "pynrrd": "1.0.0",
+    "torch": "2.5.1+cu121",
     "SimpleITK": "2.4.0",
 }
 

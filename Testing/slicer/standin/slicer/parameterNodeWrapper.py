@@ -92,13 +92,22 @@ def _connector(widget, parameter):
         QSpinBox,
     )
 
+    # only the (widget, type) pairs that Slicer's connectors accept (manifest "gui_connectors")
     valueType = parameter.valueType
     if isinstance(widget, slicer.qMRMLNodeComboBox):
+        if not _isNodeType(valueType):
+            raise RuntimeError(f"a node selector cannot hold {valueType}")
         return widget.setCurrentNode, widget.currentNodeChanged.connect, widget.currentNode
-    if isinstance(widget, (QCheckBox, QPushButton)) and valueType is bool:
+    if isinstance(widget, QCheckBox) and valueType is bool:
         return widget.setChecked, widget.toggled.connect, widget.isChecked
-    if isinstance(widget, (QSpinBox, QDoubleSpinBox)) and valueType in (int, float):
+    if isinstance(widget, QPushButton) and widget.isCheckable() and valueType is bool:
+        return widget.setChecked, widget.toggled.connect, widget.isChecked
+    if isinstance(widget, QSpinBox) and valueType is int:
+        # Qt clamps to the spin box's range; the clamped value is what the node then holds
         return widget.setValue, widget.valueChanged.connect, widget.value
+    if isinstance(widget, QDoubleSpinBox) and valueType in (int, float):
+        # Qt rounds to the spin box's decimals and clamps to its range
+        return widget.setValue, widget.valueChanged.connect, lambda: valueType(widget.value())
     if isinstance(widget, QComboBox) and issubclass(valueType, enum.Enum):
         members = list(valueType)
         widget.clear()
@@ -190,6 +199,12 @@ def parameterNodeWrapper(classtype=None):
                 callback = guiChanged(name, read)
                 connect(callback)
                 callbacks.append(callback)
+            # as in Slicer, a widget that could not show the value (clamped, rounded) writes
+            # what it shows back into the node
+            self._guis[tag] = (None, callbacks)
+            for name, (_write, _connect, read) in mapping.items():
+                if read() != self.getValue(name):
+                    self.setValue(name, read())
             observerTag = self.parameterNode.AddObserver("ModifiedEvent", updateGui)
             self._guis[tag] = (observerTag, callbacks)
             return tag

@@ -11,7 +11,8 @@ plain                            ``t1``, ``t1ce``, ``t2``, ``flair``, ``seg*``
                                  (e.g. ``seg_consensus.nii.gz``)
 written by the Slicer module     the four volumes named as above, in any format
                                  SimpleITK reads (``.nrrd``, ``.nii.gz``, ``.mha``), and a
-                                 Slicer segmentation ``*.seg.nrrd`` with segments WT, TC, ET
+                                 label map ``seg.nrrd``, or a Slicer segmentation
+                                 ``*.seg.nrrd`` with segments NCR, ED, ET or WT, TC, ET
 ===============================  ======================================================
 
 A data folder may be a case folder itself or hold case folders at any depth (up to
@@ -23,8 +24,9 @@ Loaded cases are arrays in the closest canonical RAS orientation (nibabel's
 towards Anterior, the third towards Superior), channels in the order T1, T1ce, T2, FLAIR,
 z-scored over the brain with :func:`~EoFormerSegmentationLib.preprocessing.normalize_intensity`.
 Labels keep their BraTS values (1 NCR, 2 ED, 4 ET in BraTS 2020 or 3 ET in BraTS 2023);
-segmentations written by the module are converted to BraTS 2020 labels (NCR = TC minus ET,
-ED = WT minus TC, ET = 4).
+Slicer segmentations are converted to BraTS 2020 labels (sub-region segments give their labels
+directly; region segments give NCR = TC minus ET, ED = WT minus TC, ET = 4). They are read with
+SimpleITK alone, which 3D Slicer ships.
 
 SimpleITK is imported only when a case needs it (a ``.seg.nrrd`` or a non-NIfTI volume), so
 that training on NIfTI folders runs where SimpleITK is not installed.
@@ -470,7 +472,7 @@ def _load_sitk_case(case: CaseFiles) -> Tuple[np.ndarray, Optional[np.ndarray], 
 
 
 def _label_from_segmentation(path: Path, grid, source: str) -> np.ndarray:
-    """BraTS 2020 labels from a Slicer segmentation with WT / TC / ET segments."""
+    """BraTS 2020 labels from a Slicer segmentation with NCR / ED / ET or WT / TC / ET segments."""
     import SimpleITK as sitk
 
     from EoFormerSegmentationLib.segmentation_file import read_seg_nrrd

@@ -61,6 +61,15 @@ def settings_grid() -> List[PostprocessingSettings]:
     ]
 
 
+def _bounding_box(mask: np.ndarray, margin: int = 2) -> tuple:
+    if not mask.any():
+        return tuple(slice(0, 1) for _ in mask.shape)
+    points = np.argwhere(mask)
+    low = np.maximum(points.min(axis=0) - margin, 0)
+    high = np.minimum(points.max(axis=0) + 1 + margin, mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+
+
 def mean_dice(probabilities, reference_regions, voxel_ml, settings) -> float:
     masks = postprocess_regions(probabilities, voxel_ml, settings)
     return float(np.mean([dice(masks[i], reference_regions[i]) for i in range(3)]))
@@ -74,6 +83,32 @@ def scores_with(probabilities, reference, spacing, settings) -> Dict[str, Dict[s
     for index, region in enumerate(REGIONS):
         scores[region]["volume_ml"] = float(masks[index].sum()) * voxel_ml
     return scores
+
+
+def uncertainty_versus_errors(probabilities, reference, brain_zyx, spacing, settings):
+    """Error rates inside and outside the uncertain voxels (entropy > 0.5 bit), per region.
+
+    Errors are voxels where the post-processed prediction and the reference disagree; the
+    rates are over the brain (non-zero T1ce) voxels.
+    """
+    from EoFormerSegmentationLib.uncertainty import UNCERTAIN_BITS, binary_entropy
+
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    masks = postprocess_regions(probabilities, voxel_ml, settings)
+    entropy = binary_entropy(probabilities)
+    brain = brain_zyx.transpose(2, 1, 0)  # SimpleITK arrays are [z, y, x]
+    result = {}
+    for index, (region, values) in enumerate(zip(REGIONS, ((1, 2, 3, 4), (1, 3, 4), (3, 4)))):
+        errors = (masks[index] != np.isin(reference, values)) & brain
+        uncertain = (entropy[index] > UNCERTAIN_BITS) & brain
+        certain = brain & ~uncertain
+        result[region] = {
+            "uncertain_ml": float(uncertain.sum()) * voxel_ml,
+            "error_rate_uncertain": float(errors[uncertain].mean()) if uncertain.any() else 0.0,
+            "error_rate_elsewhere": float(errors[certain].mean()) if certain.any() else 0.0,
+            "errors_in_uncertain": float(errors[uncertain].sum()) / max(int(errors.sum()), 1),
+        }
+    return result
 
 
 def summary(per_case: Dict[str, Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, float]]:
@@ -114,6 +149,7 @@ def main() -> int:
     sweep: Dict[str, Dict[int, List[float]]] = {}
     kept: Dict[str, Dict[str, Any]] = {}
     kept_images: Dict[str, Dict[str, Any]] = {}
+    brains: Dict[str, Dict[str, np.ndarray]] = {}
     for model_path in arguments.model:
         loaded = load_checkpoint(model_path)
         key = str(model_path)
@@ -135,11 +171,16 @@ def main() -> int:
             regions = [np.isin(reference, values) for values in ((1, 2, 3, 4), (1, 3, 4), (3, 4))]
             voxel_ml = float(np.prod(spacing)) / 1000.0
             if model_path == arguments.model[-1]:  # only the candidate's sweep is used
+                # Dice only depends on voxels that may be tumor: sweep on their bounding box
+                box = _bounding_box((probabilities.max(axis=0) > 0.05) | (reference > 0))
+                cropped = probabilities[(slice(None), *box)]
+                cropped_regions = [region[box] for region in regions]
                 for index, settings in enumerate(grid):
-                    score = mean_dice(probabilities, regions, voxel_ml, settings)
+                    score = mean_dice(cropped, cropped_regions, voxel_ml, settings)
                     sweep[key][index].append(score)
             kept[key][case.name] = (probabilities, reference, spacing)
             kept_images.setdefault(key, {})[case.name] = reference_image
+            brains.setdefault(key, {})[case.name] = sitk.GetArrayFromImage(images["t1ce"]) != 0
             print(f"{loaded.name} {case.name}: {timings[case.name]['seconds']:.0f} s", flush=True)
         models[key] = {"name": loaded.name, "sha256": loaded.sha256, "timings_s": timings}
 
@@ -162,6 +203,10 @@ def main() -> int:
                 for name, (p, ref, spacing) in kept[key].items()
             }
             entry[label] = {"per_case": per_case, "summary": summary(per_case)}
+        entry["uncertainty"] = {
+            name: uncertainty_versus_errors(p, ref, brains[key][name], spacing, chosen)
+            for name, (p, ref, spacing) in kept[key].items()
+        }
         report["models"][info["name"]] = entry
         folder = arguments.out / "predictions" / info["name"]
         folder.mkdir(parents=True, exist_ok=True)

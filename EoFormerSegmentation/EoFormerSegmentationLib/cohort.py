@@ -840,14 +840,25 @@ def _segment_share(
 
 
 def _merge(out: Path, cases: Sequence[CohortCase], summary: CohortSummary, group: bool) -> None:
-    """Write ``volumes.csv`` when every case has its record (rank 0 after a barrier in a group)."""
+    """Write ``volumes.csv`` when every case has its record.
+
+    In a ``torchrun`` group, rank 0 writes it once every rank has finished its share, and tells
+    every rank how many cases failed: all ranks then end together with the same exit status
+    (``torchrun`` stops the other processes as soon as one ends with an error).
+    """
     if group:
         import torch.distributed as dist
 
         dist.barrier()
-        if summary.rank != 0:
-            return
-    elif summary.world_size > 1 and not all(
+        failed_total: List[Optional[int]] = [None]
+        if summary.rank == 0:
+            rows = _write_csv(out, cases)
+            summary.csv = out / CSV_NAME
+            failed_total[0] = sum(1 for row in rows if row["status"] != "done")
+        dist.broadcast_object_list(failed_total, src=0)
+        summary.failed_total = failed_total[0]
+        return
+    if summary.world_size > 1 and not all(
         (_read_record(out, case) or {}).get("model", {}).get("sha256") == summary.model_sha256
         for case in cases
     ):

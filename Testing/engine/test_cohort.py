@@ -313,6 +313,8 @@ def test_torchrun_with_two_processes_segments_every_case_once(tmp_path, tiny_mod
     root = tmp_path / "cohort"
     for index in range(4):
         write_small_case(root / f"case{index}")
+    broken = write_small_case(root / "case4")  # in the share of process 0
+    broken["flair"].write_bytes(broken["flair"].read_bytes()[:500])
     out = tmp_path / "out"
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -336,15 +338,18 @@ def test_torchrun_with_two_processes_segments_every_case_once(tmp_path, tiny_mod
         timeout=300,
     )
 
-    assert completed.returncode == 0, completed.stderr[-3000:]
     summaries = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    assert completed.returncode != 0  # a case failed
+    # both processes finished their share and know that a case failed
     assert sorted(summary["process"]["rank"] for summary in summaries) == [0, 1]
+    assert [summary["failed_total"] for summary in summaries] == [1, 1]
     assert sum(summary["segmented"] for summary in summaries) == 4
     rows = read_csv(out / "volumes.csv")
-    assert [row["case"] for row in rows] == [f"case{index}" for index in range(4)]
-    assert all(row["status"] == "done" and row["WT_mL"] for row in rows)
-    records = [json.loads((out / f"case{index}.json").read_text()) for index in range(4)]
-    assert [record["process"]["rank"] for record in records] == [0, 1, 0, 1]
+    assert [row["case"] for row in rows] == [f"case{index}" for index in range(5)]
+    assert all(row["status"] == "done" and row["WT_mL"] for row in rows[:4])
+    assert rows[4]["status"] == "failed" and "truncated" in rows[4]["error"]
+    records = [json.loads((out / f"case{index}.json").read_text()) for index in range(5)]
+    assert [record["process"]["rank"] for record in records] == [0, 1, 0, 1, 0]
     assert len(list(out.glob("*.seg.nrrd"))) == 4
 
 

@@ -128,7 +128,7 @@ def test_every_layout_is_found_and_incomplete_cases_are_named(tmp_path):
     ],
 )
 def test_series_descriptions_name_the_sequences(description, sequence):
-    from EoFormerSegmentationLib.cohort import sequence_from_description
+    from EoFormerSegmentationLib.dicom_study import sequence_from_description
 
     assert sequence_from_description(description) == sequence
 
@@ -149,7 +149,7 @@ def test_a_dicom_study_is_read_by_its_series_descriptions(tmp_path, one_folder_p
 
 
 def test_ambiguous_dicom_series_are_listed_not_guessed(tmp_path):
-    from EoFormerSegmentationLib.cohort import match_dicom_series
+    from EoFormerSegmentationLib.dicom_study import match_dicom_series
 
     study = tmp_path / "study"
     write_dicom_study(study, [*DESCRIPTIONS, "COR T1 POST GD"])

@@ -59,6 +59,7 @@ __all__ = [
     "EoFormerSegmentationWidget",
     "EoFormerSegmentationLogic",
     "EoFormerSegmentationTest",
+    "BrainExtraction",
     "ComputeDevice",
     "EngineProcess",
     "EngineError",
@@ -258,6 +259,45 @@ class ComputeDevice(enum.Enum):
         }[self]
 
 
+def processingSummary(report: dict) -> List[str]:
+    """Lines for the log: the registrations and the brain extraction of an engine report."""
+    processing = report.get("processing") or {}
+    lines = []
+    for sequence, motion in (processing.get("registration") or {}).items():
+        lines.append(
+            _("{sequence} registered to T1ce: {degrees:.1f} degrees, {mm:.1f} mm.").format(
+                sequence=sequence.upper(),
+                degrees=float(motion.get("rotation_deg", 0.0)),
+                mm=float(motion.get("translation_mm", 0.0)),
+            )
+        )
+    brain = processing.get("brain_extraction")
+    if brain:
+        lines.append(
+            _("Brain extracted from {sequence}: {volume:.0f} mL.").format(
+                sequence=str(brain.get("source", "")).upper(),
+                volume=float(brain.get("brain_volume_ml", 0.0)),
+            )
+        )
+    return lines  # the engine's warnings reach the log with its own output
+
+
+class BrainExtraction(enum.Enum):
+    """Skull stripping before segmentation (the value is the engine's ``--skull-strip``)."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+    def label(self) -> str:
+        """Text shown in the brain-extraction selector."""
+        return {
+            BrainExtraction.AUTO: _("Automatic (when the scan has skull and scalp)"),
+            BrainExtraction.ON: _("Always"),
+            BrainExtraction.OFF: _("Never (images are skull-stripped)"),
+        }[self]
+
+
 @parameterNodeWrapper
 class EoFormerSegmentationParameterNode:
     """The module's state, saved with the scene.
@@ -267,7 +307,9 @@ class EoFormerSegmentationParameterNode:
     modelPath - checkpoint file; empty for the bundled model.
     device - where the engine runs.
     testTimeAugmentation - average mirrored predictions.
-    coRegister - rigidly register T1, T2 and FLAIR to the T1ce first.
+    coRegister - rigidly register T1, T2 and FLAIR to the T1ce first (when off, a sequence
+        is registered only if its grid differs from the T1ce's).
+    skullStrip - brain extraction before segmentation.
     show3D - show the segments as surfaces in 3D.
     fineTuneSegmentation - corrected segmentation added as a training case.
     fineTuneIterations, fineTuneLearningRate - fine-tuning settings.
@@ -283,6 +325,7 @@ class EoFormerSegmentationParameterNode:
     device: ComputeDevice = ComputeDevice.AUTO
     testTimeAugmentation: bool = False
     coRegister: bool = False
+    skullStrip: BrainExtraction = BrainExtraction.AUTO
     show3D: bool = False
     fineTuneSegmentation: vtkMRMLSegmentationNode
     fineTuneIterations: Annotated[int, WithinRange(1, 100000)] = 100
@@ -546,6 +589,7 @@ class EoFormerSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
                 device=parameters.device.value,
                 testTimeAugmentation=parameters.testTimeAugmentation,
                 coRegister=parameters.coRegister,
+                skullStrip=parameters.skullStrip.value,
                 onProgress=self.onSegmentationProgress,
                 onLog=self.appendLog,
                 onFinished=self.onSegmentationFinished,
@@ -602,6 +646,8 @@ class EoFormerSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
                 seconds=result.seconds, device=result.device, model=result.modelName
             )
         )
+        for line in processingSummary(result.report):
+            self.appendLog(line)
 
     def onShow3DToggled(self, checked: bool) -> None:
         """Show or hide the surfaces of the output segmentation."""
@@ -1447,6 +1493,7 @@ class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
         device: str = "auto",
         testTimeAugmentation: bool = False,
         coRegister: bool = False,
+        skullStrip: str = "auto",
         onProgress: Optional[Callable[[float, str], None]] = None,
         onLog: Optional[Callable[[str], None]] = None,
         onFinished: Optional[Callable[[TaskOutcome], None]] = None,
@@ -1464,7 +1511,10 @@ class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
             modelPath: checkpoint file; "" for the bundled model.
             device: ``"auto"``, ``"cuda"`` or ``"cpu"``.
             testTimeAugmentation: average mirrored predictions.
-            coRegister: rigidly register T1, T2 and FLAIR to the T1ce first.
+            coRegister: rigidly register T1, T2 and FLAIR to the T1ce first (otherwise only
+                the sequences whose grid differs from the T1ce's).
+            skullStrip: brain extraction: ``"auto"`` (when a sequence is not skull-stripped),
+                ``"on"`` or ``"off"``.
             onProgress: called with (fraction 0-1, message).
             onLog: called with each line of the engine's output.
             onFinished: called once when the run has ended.
@@ -1491,6 +1541,7 @@ class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
                 arguments.append("--tta")
             if coRegister:
                 arguments.append("--register")
+            arguments += ["--skull-strip", skullStrip]
             command = self.engineCommand("segment", arguments)
         except Exception:
             shutil.rmtree(workFolder, ignore_errors=True)

@@ -60,7 +60,7 @@ def test_ui_file_loads_in_qt_with_every_widget_the_module_uses(qapp):
         for child in panel.findChildren(QWidget)
         if child.property("SlicerParameterName")
     }
-    assert len(bound_to_parameter_node) == 13
+    assert len(bound_to_parameter_node) == 14
     used = used_widget_names()
     assert len(used) >= 15
     missing = used - set(loaded)
@@ -74,6 +74,7 @@ def test_ui_file_loads_in_qt_with_every_widget_the_module_uses(qapp):
         "deviceComboBox": "QComboBox",
         "testTimeAugmentationCheckBox": "QCheckBox",
         "coRegisterCheckBox": "QCheckBox",
+        "skullStripComboBox": "QComboBox",
         "show3DButton": "QPushButton",
         "fineTuneCasesList": "QListWidget",
         "fineTuneIterationsSpinBox": "QSpinBox",

@@ -553,7 +553,11 @@ def _segment_share(
     segment_images: Callable[..., Any],
     write_result: Callable[..., Any],
 ) -> None:
-    """Segment ``to_do``: read ahead in workers, network here, writes in a thread."""
+    """Segment ``to_do``: read ahead in workers, network here, writes in a thread.
+
+    Results and records are written, and ``progress`` is called, in one writer thread, in case
+    order, each case as soon as its files are written; at most one write waits at a time.
+    """
     if not to_do:
         return
     items = _read_ahead(to_do, workers)  # workers start before CUDA is initialised here
@@ -571,7 +575,13 @@ def _segment_share(
         if progress is not None:
             progress(done, len(to_do), record)
 
-    def write(case: CohortCase, result: Any, seconds_before: float) -> Dict[str, Any]:
+    def record_failure(case: CohortCase, error: BaseException, seconds: float) -> None:
+        record = _failure_record(case, error, loaded, seconds)
+        record["process"] = process
+        _write_record(out, case, record)
+        finish(record)
+
+    def write(case: CohortCase, result: Any, seconds_before: float) -> None:
         write_started = time.perf_counter()
         try:
             write_result(result, _result_path(out, case, output_format), overwrite=True)
@@ -591,7 +601,7 @@ def _segment_share(
             )
         record["process"] = process
         _write_record(out, case, record)
-        return record
+        finish(record)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as writer:
         pending: Optional[concurrent.futures.Future] = None
@@ -621,17 +631,13 @@ def _segment_share(
                 seconds += time.perf_counter() - network_started
             del item["images"]
             if pending is not None:
-                finish(pending.result())
-                pending = None
+                pending.result()  # raises what the writer raised (a record it could not write)
             if result is None:
-                record = _failure_record(case, item["error"], loaded, seconds)
-                record["process"] = process
-                _write_record(out, case, record)
-                finish(record)
+                pending = writer.submit(record_failure, case, item["error"], seconds)
             else:
                 pending = writer.submit(write, case, result, seconds)
         if pending is not None:
-            finish(pending.result())
+            pending.result()
 
 
 def _merge(out: Path, cases: Sequence[CohortCase], summary: CohortSummary, group: bool) -> None:

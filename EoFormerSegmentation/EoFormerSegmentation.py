@@ -1406,7 +1406,6 @@ class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
                     )
                 )
                 slicer.util.pip_install([torchRequirement])
-        constraintsPath = self.writeConstraints()
         log(
             _("Installing {packages}...").format(
                 packages=", ".join(
@@ -1414,23 +1413,27 @@ class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
                 )
             )
         )
-        if slicerVersionAtLeast(5, 12):
-            import slicer.packaging as slicerPackaging
+        constraintsPath = self.writeConstraints()
+        try:
+            if slicerVersionAtLeast(5, 12):
+                import slicer.packaging as slicerPackaging
 
-            slicerPackaging.pip_ensure(
-                slicerPackaging.load_requirements(requirementsPath),
-                constraints=str(constraintsPath),
-                skip_packages=list(eoformerDependencies.PROTECTED_PACKAGES),
-                prompt_install=False,
-                requester="EoFormer",
-            )
-        else:
-            requirements = [
-                str(requirement)
-                for requirement in eoformerDependencies.read_requirements(requirementsPath)
-                if requirement.name not in eoformerDependencies.PROTECTED_PACKAGES
-            ]
-            slicer.util.pip_install([*requirements, "--constraint", str(constraintsPath)])
+                slicerPackaging.pip_ensure(
+                    slicerPackaging.load_requirements(requirementsPath),
+                    constraints=str(constraintsPath),
+                    skip_packages=list(eoformerDependencies.PROTECTED_PACKAGES),
+                    prompt_install=False,
+                    requester="EoFormer",
+                )
+            else:
+                requirements = [
+                    str(requirement)
+                    for requirement in eoformerDependencies.read_requirements(requirementsPath)
+                    if requirement.name not in eoformerDependencies.PROTECTED_PACKAGES
+                ]
+                slicer.util.pip_install([*requirements, "--constraint", str(constraintsPath)])
+        finally:
+            constraintsPath.unlink(missing_ok=True)
         log(_("Installation finished."))
 
     @staticmethod
@@ -1449,12 +1452,15 @@ class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
             import slicer.packaging as slicerPackaging
 
             constraintsPath = self.writeConstraints()
-            slicerPackaging.pip_ensure(
-                slicerPackaging.load_requirements(requirementsPath),
-                constraints=str(constraintsPath),
-                skip_packages=list(eoformerDependencies.PROTECTED_PACKAGES),
-                requester="EoFormer",
-            )
+            try:
+                slicerPackaging.pip_ensure(
+                    slicerPackaging.load_requirements(requirementsPath),
+                    constraints=str(constraintsPath),
+                    skip_packages=list(eoformerDependencies.PROTECTED_PACKAGES),
+                    requester="EoFormer",
+                )
+            finally:
+                constraintsPath.unlink(missing_ok=True)
 
     # Background runs
 
@@ -1943,6 +1949,8 @@ class EoFormerSegmentationTest(ScriptedLoadableModuleTest):
         )
         self.assertEqual(widget.logic.inputProblems(volumes), [])
         widget.cleanup()
+        parent.deleteLater()
+        slicer.app.processEvents()
 
     def test_LabelMapRoundTrip(self):
         """BraTS labels -> three sub-region segments -> the same labels (no engine needed)."""

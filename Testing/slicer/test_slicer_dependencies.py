@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from EoFormerSegmentationLib import dependency_handler
@@ -115,10 +116,11 @@ def test_old_torch_is_upgraded_through_pytorch_utils_and_pip_never_touches_it(
         (arguments,) = slicer.util._pipInstalls
         assert "monai>=1.3" in arguments
         assert not any(argument.startswith(("torch", "SimpleITK")) for argument in arguments)
-        constraints = arguments[arguments.index("--constraint") + 1]
-        with open(constraints, encoding="utf-8") as stream:
-            pins = stream.read().split()
+        assert "--constraint" in arguments
+        pins = slicer.util._pipConstraints[-1].split()
         assert "torch==2.6.0+cu124" in pins and "SimpleITK==2.4.0" in pins
+        # the constraints file is a temporary file: gone after the installation
+        assert not Path(arguments[arguments.index("--constraint") + 1]).exists()
     assert any("PyTorch Utils" in line for line in log) and "Installation finished." in log
 
 

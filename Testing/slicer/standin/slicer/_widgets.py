@@ -131,11 +131,26 @@ class qMRMLNodeComboBox(QComboBox):
         self._scene = scene
         self._sceneTags = []
         if scene is not None:
+            refresh = self._refreshWhileAlive()
             for event in (scene.NodeAddedEvent, scene.NodeRemovedEvent, scene.EndCloseEvent):
-                self._sceneTags.append(
-                    scene.AddObserver(event, lambda caller, event: self._refresh())
-                )
+                self._sceneTags.append(scene.AddObserver(event, refresh))
         self._refresh()
+
+    def _refreshWhileAlive(self):
+        """An observer callback that refreshes this combo box, and does nothing once the
+        widget has been deleted (real Qt/VTK connections end with the widget)."""
+        import weakref
+
+        import shiboken6
+
+        widget = weakref.ref(self)
+
+        def refresh(caller, event):
+            alive = widget()
+            if alive is not None and shiboken6.isValid(alive):
+                alive._refresh()
+
+        return refresh
 
     def _accepts(self, node):
         if node.GetHideFromEditors():
@@ -156,14 +171,16 @@ class qMRMLNodeComboBox(QComboBox):
         for node in nodes:
             if node not in self._observedNodes:
                 self._observedNodes[node] = node.AddObserver(
-                    "ModifiedEvent", lambda caller, event: self._refresh()
+                    "ModifiedEvent", self._refreshWhileAlive()
                 )
         previous = self._currentNodeId
         self.blockSignals(True)
         try:
             self.clear()
             if self._noneEnabled:
-                self.addItem(self._noneDisplay or "None", None)
+                # "" rather than None as item data: PySide6 miscounts references to None
+                # stored in items, which aborts the interpreter after many refreshes
+                self.addItem(self._noneDisplay or "None", "")
             for node in nodes:
                 self.addItem(node.GetName(), node.GetID())
             index = self.findData(previous) if previous else -1
@@ -171,7 +188,7 @@ class qMRMLNodeComboBox(QComboBox):
                 self._currentNodeId = None
                 index = 0 if self.count() else -1
                 if not self._noneEnabled and self.count():
-                    self._currentNodeId = self.itemData(0)
+                    self._currentNodeId = self.itemData(0) or None
             self.setCurrentIndex(index)
         finally:
             self.blockSignals(False)
@@ -179,7 +196,7 @@ class qMRMLNodeComboBox(QComboBox):
             self._emitCurrent()
 
     def _onIndexChanged(self, index):
-        nodeId = self.itemData(index) if index >= 0 else None
+        nodeId = (self.itemData(index) or None) if index >= 0 else None
         if nodeId != self._currentNodeId:
             self._currentNodeId = nodeId
             self._emitCurrent()

@@ -373,8 +373,16 @@ def toBool(value):
     return str(value).lower() in ("1", "true", "yes", "on")
 
 
+_pipConstraints = []
+"""Contents of the ``--constraint`` files given to :func:`pip_install`, read when pip would."""
+
+
 def pip_install(requirements, **kwargs):
     _pipInstalls.append(requirements)
+    if isinstance(requirements, (list, tuple)) and "--constraint" in requirements:
+        path = requirements[list(requirements).index("--constraint") + 1]
+        with open(path, encoding="utf-8") as stream:
+            _pipConstraints.append(stream.read())
 
 
 def modulePath(moduleName):

@@ -156,6 +156,7 @@ def main() -> int:
         kept[key] = {}
         sweep[key] = {index: [] for index in range(len(grid))}
         timings = {}
+        processing: Dict[str, Any] = {}
         for case in cases:
             started = time.perf_counter()
             images = read_sequences(case.images)
@@ -163,6 +164,7 @@ def main() -> int:
                 images, loaded, device=arguments.device, tta=arguments.tta, keep_probabilities=True
             )
             timings[case.name] = {**result.timings_s, "seconds": time.perf_counter() - started}
+            processing[case.name] = {**result.processing, "notes": list(result.notes)}
             reference, reference_image = read_label_map(str(case.label))
             spacing = reference_image.GetSpacing()
             probabilities = result.probabilities
@@ -182,7 +184,12 @@ def main() -> int:
             kept_images.setdefault(key, {})[case.name] = reference_image
             brains.setdefault(key, {})[case.name] = sitk.GetArrayFromImage(images["t1ce"]) != 0
             print(f"{loaded.name} {case.name}: {timings[case.name]['seconds']:.0f} s", flush=True)
-        models[key] = {"name": loaded.name, "sha256": loaded.sha256, "timings_s": timings}
+        models[key] = {
+            "name": loaded.name,
+            "sha256": loaded.sha256,
+            "timings_s": timings,
+            "processing": processing,
+        }
 
     candidate = str(arguments.model[-1])
     means = [float(np.mean(sweep[candidate][index])) for index in range(len(grid))]

@@ -126,6 +126,34 @@ def summary(per_case: Dict[str, Dict[str, Dict[str, float]]]) -> Dict[str, Dict[
     return result
 
 
+def markdown(report: Dict[str, Any]) -> str:
+    """Per-case and mean Dice / HD95 of every model (chosen post-processing) as a table."""
+    names = list(report["models"])
+    header = "| case | " + " | ".join(
+        f"{name} Dice WT / TC / ET | {name} HD95 WT / TC / ET (mm)" for name in names
+    )
+    lines = [header + " |", "|" + " --- |" * (1 + 2 * len(names))]
+
+    def cells(scores: Dict[str, Dict[str, float]], key: str, digits: int) -> str:
+        return " / ".join(f"{scores[r][key]:.{digits}f}" for r in REGIONS)
+
+    for case in report["cases"]:
+        row = [case]
+        for name in names:
+            scores = report["models"][name]["chosen"]["per_case"][case]
+            row += [cells(scores, "dice", 3), cells(scores, "hd95", 1)]
+        lines.append("| " + " | ".join(row) + " |")
+    row = ["**mean**"]
+    for name in names:
+        summary = report["models"][name]["chosen"]["summary"]
+        row += [
+            "**" + " / ".join(f"{summary[r]['dice_mean']:.3f}" for r in REGIONS) + "**",
+            "**" + " / ".join(f"{summary[r]['hd95_mean']:.1f}" for r in REGIONS) + "**",
+        ]
+    lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", nargs="+", type=Path, required=True)
@@ -225,6 +253,7 @@ def main() -> int:
             sitk.WriteImage(written, str(folder / f"{name}.nii.gz"), True)
     path = arguments.out / "report.json"
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (arguments.out / "report.md").write_text(markdown(report), encoding="utf-8")
 
     for name, entry in report["models"].items():
         for label in ("default", "chosen"):

@@ -162,6 +162,7 @@ def main() -> int:
     parser.add_argument("--postprocessing", type=Path, help="report whose 'chosen' to apply")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tta", action="store_true")
+    parser.add_argument("--inference", default="window", choices=("window", "whole"))
     arguments = parser.parse_args()
 
     cases = discover_cases([str(c) for c in arguments.cases], require_label=True)
@@ -189,7 +190,12 @@ def main() -> int:
             started = time.perf_counter()
             images = read_sequences(case.images)
             result = segment_images(
-                images, loaded, device=arguments.device, tta=arguments.tta, keep_probabilities=True
+                images,
+                loaded,
+                device=arguments.device,
+                tta=arguments.tta,
+                keep_probabilities=True,
+                inference=arguments.inference,
             )
             timings[case.name] = {**result.timings_s, "seconds": time.perf_counter() - started}
             processing[case.name] = {**result.processing, "notes": list(result.notes)}

@@ -150,6 +150,7 @@ def _run_network(
     progress: ProgressCallback,
     should_cancel: Optional[Callable[[], bool]],
     notes: List[str],
+    mode: str = "window",
 ):
     import torch
 
@@ -181,6 +182,7 @@ def _run_network(
             tta=tta,
             progress=scaled,
             should_cancel=should_cancel,
+            mode=mode,
         )
     except torch.cuda.OutOfMemoryError:
         model.to("cpu")
@@ -200,6 +202,7 @@ def _run_network(
             tta=tta,
             progress=scaled,
             should_cancel=should_cancel,
+            mode=mode,
         )
     return probabilities, str(device)
 
@@ -220,6 +223,7 @@ def segment_images(
     should_cancel: Optional[Callable[[], bool]] = None,
     keep_probabilities: bool = False,
     uncertainty: bool = False,
+    inference: str = "window",
 ) -> SegmentationResult:
     """Segment four images already in memory.
 
@@ -244,6 +248,8 @@ def segment_images(
             T1ce voxel).
         uncertainty: also compute the uncertainty map and its per-region summary (from the
             same probabilities: with ``tta`` their mean over the flips; no extra network pass).
+        inference: ``window`` (overlapping 128³ windows) or ``whole`` (the cropped brain in
+            one pass when it fits, see :mod:`~EoFormerSegmentationLib.inference`).
 
     Returns:
         A :class:`SegmentationResult` on the T1ce's grid.
@@ -304,8 +310,18 @@ def segment_images(
 
     stages.start("network", 0.25, "running the network")
     probabilities_padded, device_used = _run_network(
-        loaded, padded, device, tta, overlap, sw_batch_size, progress, should_cancel, notes
+        loaded,
+        padded,
+        device,
+        tta,
+        overlap,
+        sw_batch_size,
+        progress,
+        should_cancel,
+        notes,
+        mode=inference,
     )
+    processing["inference"] = inference
     stages.start("postprocess", 0.86, "post-processing")
     probabilities = np.zeros((3, *grid.GetSize()), dtype=np.float32)
     probabilities[(slice(None), *box)] = probabilities_padded[undo]
@@ -479,6 +495,7 @@ def segment_files(
     progress: ProgressCallback = None,
     should_cancel: Optional[Callable[[], bool]] = None,
     uncertainty_output: Optional[PathLike] = None,
+    inference: str = "window",
 ) -> SegmentationResult:
     """Segment four image files and (optionally) write the result.
 
@@ -539,6 +556,7 @@ def segment_files(
         progress=progress,
         should_cancel=should_cancel,
         uncertainty=uncertainty_output is not None,
+        inference=inference,
     )
     result.timings_s = {"read": read_seconds, "load_model": load_seconds, **result.timings_s}
     if uncertainty_output is not None:

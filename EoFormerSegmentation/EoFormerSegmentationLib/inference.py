@@ -14,9 +14,24 @@ import torch
 
 from EoFormerSegmentationLib.errors import Cancelled, InputError
 
-__all__ = ["select_device", "predict_probabilities", "predict_logits", "DEFAULT_ROI_SIZE"]
+__all__ = [
+    "select_device",
+    "predict_probabilities",
+    "predict_logits",
+    "DEFAULT_ROI_SIZE",
+    "WHOLE_VOLUME_MAX_VOXELS",
+    "INFERENCE_MODES",
+]
 
 DEFAULT_ROI_SIZE = 128
+WHOLE_VOLUME_MAX_VOXELS = 200 * 224 * 192
+"""Largest padded brain (voxels) that ``whole`` inference runs in one pass (about 1.4 GB of
+activations on the CPU); larger volumes fall back to windows."""
+
+INFERENCE_MODES = ("window", "whole")
+"""``window``: overlapping 128³ windows; ``whole``: the cropped brain in one pass (EoFormer's
+attention is linear in the number of voxels and the rest is convolutional), windows above
+:data:`WHOLE_VOLUME_MAX_VOXELS`."""
 ProgressCallback = Optional[Callable[[float, str], None]]
 
 
@@ -117,6 +132,7 @@ def predict_probabilities(
     tta: bool = False,
     progress: ProgressCallback = None,
     should_cancel: Optional[Callable[[], bool]] = None,
+    mode: str = "window",
 ) -> np.ndarray:
     """Sigmoid probabilities of WT, TC, ET for one pre-processed volume.
 
@@ -130,10 +146,15 @@ def predict_probabilities(
         tta: average over the 8 combinations of flips along x, y and z.
         progress: (fraction, message) callback.
         should_cancel: polled between windows.
+        mode: ``window`` or ``whole`` (see :data:`INFERENCE_MODES`).
 
     Returns:
         ``float32`` ``(3, X, Y, Z)`` probabilities.
     """
+    if mode not in INFERENCE_MODES:
+        raise InputError(f"--inference {mode}: expected one of {', '.join(INFERENCE_MODES)}")
+    if mode == "whole" and int(np.prod(volume.shape[1:])) <= WHOLE_VOLUME_MAX_VOXELS:
+        roi_size = max(int(size) for size in volume.shape[1:])
     if sw_batch_size is None:
         sw_batch_size = 4 if device.type == "cuda" else 1
     model = model.to(device).eval()

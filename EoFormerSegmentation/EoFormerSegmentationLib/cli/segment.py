@@ -67,6 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--json", metavar="REPORT", help="also write the report to this file")
     parser.add_argument(
+        "--inference",
+        default="window",
+        choices=["window", "whole"],
+        help="window (default): overlapping 128^3 windows; whole: the cropped brain in one "
+        "pass (fewer voxels to compute; windows again for very large volumes)",
+    )
+    parser.add_argument(
         "--uncertainty",
         metavar="MAP",
         help="also write a per-voxel uncertainty map (image on the T1ce grid, 0-1 bits: the "
@@ -255,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
             sw_batch_size=args.sw_batch_size,
             progress=progress,
             uncertainty_output=args.uncertainty,
+            inference=args.inference,
         )
     finally:
         close()

@@ -483,6 +483,7 @@ def segment_files(
     output: Optional[PathLike] = None,
     *,
     model_path: Optional[PathLike] = None,
+    model: Optional[LoadedModel] = None,
     device: str = "auto",
     tta: bool = False,
     register: Union[bool, str] = "auto",
@@ -505,6 +506,8 @@ def segment_files(
             label-map file (``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``); nothing is written
             when ``None``. Written atomically.
         model_path: checkpoint; the bundled model when ``None``.
+        model: a model already loaded (a server segmenting many cases loads it once); used
+            instead of ``model_path`` when given.
         overwrite: replace an existing ``output`` (refused otherwise).
         uncertainty_output: also write the uncertainty map (an image file on the T1ce grid,
             float32 bits 0-1); its summary goes into the report.
@@ -530,14 +533,14 @@ def segment_files(
             )
         if output is not None and uncertainty_output.resolve() == output.resolve():
             raise InputError(f"{uncertainty_output}: the uncertainty map would replace the output")
-    if model_path is None:
+    if model is None and model_path is None:
         model_path = default_model_path()
         if model_path is None:
             raise InputError("no model given (--model) and no bundled model is installed")
     # the model first: a bad model file is refused before the images are read
     if progress is not None:
         progress(0.02, "loading the model")
-    loaded = load_checkpoint(model_path)
+    loaded = model if model is not None else load_checkpoint(model_path)
     load_seconds = time.perf_counter() - started
     read_started = time.perf_counter()
     images = read_sequences(inputs)

@@ -299,11 +299,27 @@ def write_uncertainty_map(
         overwrite: replace an existing file; when False an existing file is kept and
             ``OutputError`` is raised.
     """
-    path = Path(path)
     image = sitk.Cast(uncertainty, sitk.sitkFloat32)
-    image.SetMetaData("descrip", f"EoFormer {model_name} uncertainty (bits)"[:79])
+    description = f"EoFormer {model_name} uncertainty (bits)"
+    return _write_with_model(path, image, description, model_name, model_sha256, overwrite)
+
+
+def _write_with_model(
+    path: PathLike,
+    image: sitk.Image,
+    description: str,
+    model_name: str,
+    model_sha256: Optional[str],
+    overwrite: bool,
+    **metadata: str,
+) -> Path:
+    """Write ``image`` atomically (compressed) with the model that made it in its header."""
+    path = Path(path)
+    image.SetMetaData("descrip", description[:79])  # NIfTI limits descrip to 80 bytes
     image.SetMetaData("EoFormer_Model", model_name)
     image.SetMetaData("EoFormer_ModelSHA256", model_sha256 or "")
+    for key, value in metadata.items():
+        image.SetMetaData(f"EoFormer_{key}", value)
     with atomic_write(path, overwrite=overwrite) as temporary:
         sitk.WriteImage(image, str(temporary), useCompression=True)
     return path
@@ -328,13 +344,13 @@ def write_label_map(
         overwrite: replace an existing file; when False an existing file is kept and
             ``OutputError`` is raised.
     """
-    path = Path(path)
-    image = sitk.Image(label)
     description = f"EoFormer {model_name} labels {convention} ET={ET_LABEL[convention]}"
-    image.SetMetaData("descrip", description[:79])  # NIfTI limits descrip to 80 bytes
-    image.SetMetaData("EoFormer_Model", model_name)
-    image.SetMetaData("EoFormer_ModelSHA256", model_sha256 or "")
-    image.SetMetaData("EoFormer_LabelConvention", convention)
-    with atomic_write(path, overwrite=overwrite) as temporary:
-        sitk.WriteImage(image, str(temporary), useCompression=True)
-    return path
+    return _write_with_model(
+        path,
+        sitk.Image(label),
+        description,
+        model_name,
+        model_sha256,
+        overwrite,
+        LabelConvention=convention,
+    )

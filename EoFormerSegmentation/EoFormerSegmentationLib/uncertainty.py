@@ -11,17 +11,26 @@ A voxel is *uncertain* when its entropy exceeds :data:`UNCERTAIN_BITS` (0.5 bits
 probability lies between 0.11 and 0.89). A region's *confidence* is
 ``1 - uncertain / (region + uncertain)`` with volumes in mL: 1 when no voxel in or around the
 region is uncertain, 0.5 when the uncertain band is as large as the region itself.
+
+:func:`doubtful_regions` splits the uncertain voxels of a map into connected regions, largest
+first, so that a reviewer can visit them one after the other.
 """
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List, Tuple
 
 import numpy as np
 
 from EoFormerSegmentationLib.labels import REGIONS
 
-__all__ = ["UNCERTAIN_BITS", "binary_entropy", "uncertainty_map", "uncertainty_summary"]
+__all__ = [
+    "UNCERTAIN_BITS",
+    "binary_entropy",
+    "doubtful_regions",
+    "uncertainty_map",
+    "uncertainty_summary",
+]
 
 UNCERTAIN_BITS = 0.5
 """Entropy (bits) above which a voxel counts as uncertain (probability 0.11-0.89)."""
@@ -69,3 +78,49 @@ def uncertainty_summary(
             "confidence": round(1.0 - uncertain_ml / total, 4) if total > 0 else 1.0,
         }
     return summary
+
+
+def doubtful_regions(
+    map_array: np.ndarray,
+    ijk_to_ras: np.ndarray,
+    voxel_ml: float,
+    threshold: float = UNCERTAIN_BITS,
+) -> List[Tuple[Tuple[float, float, float], float]]:
+    """The uncertain voxels of a map as 3-D connected regions, largest first.
+
+    Voxels are connected through faces, edges and corners (26 neighbours), so that a thin,
+    oblique band along a tumor boundary stays one region.
+
+    Args:
+        map_array: uncertainty map (bits) indexed ``[k, j, i]``, as
+            ``slicer.util.arrayFromVolume`` gives it.
+        ijk_to_ras: 4x4 IJK-to-RAS matrix of the map's grid (mm).
+        voxel_ml: volume of one voxel, mL.
+        threshold: a voxel is uncertain above this value (bits).
+
+    Returns:
+        ``(centre_ras, volume_ml)`` per region, largest first (ties in voxel order). The
+        centre is the region's voxel nearest to its centroid, in RAS mm: a point inside the
+        region even when the region is curved.
+    """
+    from scipy import ndimage
+
+    uncertain = np.asarray(map_array) > threshold
+    labelled, count = ndimage.label(uncertain, structure=np.ones((3, 3, 3), dtype=bool))
+    if count == 0:
+        return []
+    sizes = np.bincount(labelled.ravel(), minlength=count + 1)[1:]
+    matrix = np.asarray(ijk_to_ras, dtype=float)
+    boxes = ndimage.find_objects(labelled)
+    regions = []
+    for index in sorted(range(count), key=lambda i: (-sizes[i], i)):
+        box = boxes[index]
+        offset = np.array([axis.start for axis in box], dtype=float)
+        kji = np.argwhere(labelled[box] == index + 1).astype(float) + offset
+        nearest = kji[np.argmin(((kji - kji.mean(axis=0)) ** 2).sum(axis=1))]
+        ijk = np.array([nearest[2], nearest[1], nearest[0], 1.0])
+        centre = matrix @ ijk
+        regions.append(
+            ((float(centre[0]), float(centre[1]), float(centre[2])), float(sizes[index]) * voxel_ml)
+        )
+    return regions

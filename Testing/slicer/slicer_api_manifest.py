@@ -23,6 +23,48 @@ CTK_NAMES = {
 }
 CTK_BASES = {"ctkCollapsibleButton": "QAbstractButton"}
 
+MRML_CLASSES_OUTSIDE_MANIFEST = {
+    # MRML classes that every supported Slicer release has but whose headers the manifest's
+    # extraction did not include; only the names used here, each read in Slicer's header
+    # (Libs/MRML/Core/<class>.h), where they have been since Slicer 4 and still are in 5.8-5.12.
+    # The superclass named is the nearest one the manifest lists.
+    "vtkMRMLSliceNode": {
+        "superclass": "vtkMRMLNode",
+        "python_method_names": ["GetLayoutName", "GetSliceToRAS", "JumpSliceByCentering"],
+        "static_method_names": ["JumpAllSlices"],
+        "enum_constants": ["DefaultJumpSlice", "CenteredJumpSlice", "OffsetJumpSlice"],
+    },
+    "vtkMRMLSliceCompositeNode": {
+        "superclass": "vtkMRMLNode",
+        "python_method_names": [
+            "GetBackgroundVolumeID",
+            "SetBackgroundVolumeID",
+            "GetForegroundVolumeID",
+            "SetForegroundVolumeID",
+            "GetForegroundOpacity",
+            "SetForegroundOpacity",
+            "GetLayoutName",
+        ],
+    },
+    "vtkMRMLScalarVolumeDisplayNode": {
+        # vtkMRMLScalarVolumeDisplayNode.h (window/level, threshold) below
+        # vtkMRMLVolumeDisplayNode, a vtkMRMLDisplayNode
+        "superclass": "vtkMRMLDisplayNode",
+        "python_method_names": [
+            "GetAutoWindowLevel",
+            "SetAutoWindowLevel",
+            "GetWindowLevelMin",
+            "GetWindowLevelMax",
+            "SetWindowLevelMinMax",
+            "GetApplyThreshold",
+            "SetApplyThreshold",
+            "GetLowerThreshold",
+            "SetLowerThreshold",
+        ],
+    },
+}
+"""Names of real Slicer classes that the manifest does not cover, checked like manifest names."""
+
 PARAMETER_NODE_WRAPPER_METHODS = {
     # set on every @parameterNodeWrapper class by Slicer's parameterNodeWrapper/wrapper.py
     # (_processClass); the manifest lists the package's module-level names only
@@ -70,7 +112,8 @@ def python_class_methods(section: str, class_name: str) -> Set[str]:
 
 
 def mrml_classes() -> Dict:
-    return manifest()["mrml"]["classes"]
+    """MRML classes of the manifest, plus :data:`MRML_CLASSES_OUTSIDE_MANIFEST`."""
+    return {**MRML_CLASSES_OUTSIDE_MANIFEST, **manifest()["mrml"]["classes"]}
 
 
 def mrml_chain(class_name: str):

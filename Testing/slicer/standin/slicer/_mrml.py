@@ -170,6 +170,9 @@ class vtkMRMLStorableNode(vtkMRMLNode):
     def GetStorageNode(self):
         return self.GetNodeReference("storage")
 
+    def SetAndObserveStorageNodeID(self, storageNodeID):
+        self.SetNodeReferenceID("storage", storageNodeID)
+
 
 class vtkMRMLTransformableNode(vtkMRMLStorableNode):
     def GetParentTransformNode(self):
@@ -267,12 +270,18 @@ def _ijkToRasArray(volumeNode):
 
 @_registered
 class vtkMRMLScalarVolumeNode(vtkMRMLVolumeNode):
-    pass
+    def CreateDefaultDisplayNodes(self):
+        """A scalar volume display node (grey, automatic window/level), as in Slicer."""
+        if self.GetDisplayNode() is not None or self._scene is None:
+            return
+        displayNode = self._scene.AddNewNodeByClass("vtkMRMLScalarVolumeDisplayNode")
+        self.SetNodeReferenceID("display", displayNode.GetID())
 
 
 @_registered
 class vtkMRMLLabelMapVolumeNode(vtkMRMLScalarVolumeNode):
-    pass
+    def CreateDefaultDisplayNodes(self):
+        pass
 
 
 class vtkMRMLDisplayNode(vtkMRMLNode):
@@ -293,6 +302,56 @@ class vtkMRMLDisplayNode(vtkMRMLNode):
 
     def SetVisibility3D(self, visible):
         self._visibility3D = bool(visible)
+        self.Modified()
+
+    def GetColorNodeID(self):
+        return self.GetNodeReferenceID("colorNodeID")
+
+    def SetAndObserveColorNodeID(self, colorNodeID):
+        self.SetNodeReferenceID("colorNodeID", colorNodeID)
+
+
+@_registered
+class vtkMRMLScalarVolumeDisplayNode(vtkMRMLDisplayNode):
+    """Window/level (automatic until set otherwise) and threshold of a scalar volume's display;
+    Slicer's defaults: automatic window/level, no threshold."""
+
+    def __init__(self):
+        super().__init__()
+        self._autoWindowLevel = 1
+        self._windowLevelMinMax = (0.0, 0.0)
+        self._applyThreshold = 0
+        self._lowerThreshold = float(-(2**15))
+
+    def GetAutoWindowLevel(self):
+        return self._autoWindowLevel
+
+    def SetAutoWindowLevel(self, automatic):
+        self._autoWindowLevel = int(automatic)
+        self.Modified()
+
+    def SetWindowLevelMinMax(self, minimum, maximum):
+        self._windowLevelMinMax = (float(minimum), float(maximum))
+        self.Modified()
+
+    def GetWindowLevelMin(self):
+        return self._windowLevelMinMax[0]
+
+    def GetWindowLevelMax(self):
+        return self._windowLevelMinMax[1]
+
+    def GetApplyThreshold(self):
+        return self._applyThreshold
+
+    def SetApplyThreshold(self, apply):
+        self._applyThreshold = int(apply)
+        self.Modified()
+
+    def GetLowerThreshold(self):
+        return self._lowerThreshold
+
+    def SetLowerThreshold(self, threshold):
+        self._lowerThreshold = float(threshold)
         self.Modified()
 
 
@@ -589,6 +648,119 @@ class vtkSlicerTerminologiesModuleLogic(vtk.vtkObject):
         terminologyNames.Reset()
         for name in self._terminologies:
             terminologyNames.InsertNextValue(name)
+
+
+@_registered
+class vtkMRMLSliceNode(vtkMRMLNode):
+    """A slice view's plane: ``SliceToRAS`` (axes and centre, RAS mm) of view ``LayoutName``."""
+
+    DefaultJumpSlice = -1
+    CenteredJumpSlice = 0
+    OffsetJumpSlice = 1
+
+    def __init__(self):
+        super().__init__()
+        self._layoutName = ""
+        self._sliceToRas = np.eye(4)
+        self._jumpMode = self.OffsetJumpSlice  # Slicer's default
+        self._viewGroup = 0
+
+    def GetLayoutName(self):
+        return self._layoutName
+
+    def GetSliceToRAS(self):
+        matrix = vtk.vtkMatrix4x4()
+        for row in range(4):
+            for column in range(4):
+                matrix.SetElement(row, column, self._sliceToRas[row, column])
+        return matrix
+
+    def JumpSliceByCentering(self, r, a, s):
+        """Move the plane so that its centre is the point."""
+        self._sliceToRas[:3, 3] = (r, a, s)
+        self.Modified()
+
+    def _jumpSliceByOffsetting(self, r, a, s):
+        """Move the plane along its normal only, until it contains the point."""
+        normal = self._sliceToRas[:3, 2]
+        point = np.array((r, a, s), dtype=float)
+        self._sliceToRas[:3, 3] += normal * float(np.dot(point - self._sliceToRas[:3, 3], normal))
+        self.Modified()
+
+    @staticmethod
+    def JumpAllSlices(scene, r, a, s, jumpMode=-1, viewGroup=-1, exclude=None):
+        """Every slice node of the scene (of ``viewGroup``, unless -1), but ``exclude``, jumps
+        to the point: centred, offset, or each in its own mode (``DefaultJumpSlice``)."""
+        for node in list(scene._nodes):
+            if not isinstance(node, vtkMRMLSliceNode) or node is exclude:
+                continue
+            if viewGroup != -1 and node._viewGroup != viewGroup:
+                continue
+            mode = node._jumpMode if jumpMode == vtkMRMLSliceNode.DefaultJumpSlice else jumpMode
+            if mode == vtkMRMLSliceNode.CenteredJumpSlice:
+                node.JumpSliceByCentering(r, a, s)
+            else:
+                node._jumpSliceByOffsetting(r, a, s)
+
+
+@_registered
+class vtkMRMLSliceCompositeNode(vtkMRMLNode):
+    """The layers (background, foreground and its opacity) of slice view ``LayoutName``."""
+
+    def __init__(self):
+        super().__init__()
+        self._layoutName = ""
+        self._backgroundVolumeID = None
+        self._foregroundVolumeID = None
+        self._foregroundOpacity = 0.0  # Slicer's default
+
+    def GetLayoutName(self):
+        return self._layoutName
+
+    def GetBackgroundVolumeID(self):
+        return self._backgroundVolumeID
+
+    def SetBackgroundVolumeID(self, volumeID):
+        self._backgroundVolumeID = volumeID
+        self.Modified()
+
+    def GetForegroundVolumeID(self):
+        return self._foregroundVolumeID
+
+    def SetForegroundVolumeID(self, volumeID):
+        self._foregroundVolumeID = volumeID
+        self.Modified()
+
+    def GetForegroundOpacity(self):
+        return self._foregroundOpacity
+
+    def SetForegroundOpacity(self, opacity):
+        self._foregroundOpacity = float(opacity)
+        self.Modified()
+
+
+_SLICE_VIEW_ORIENTATIONS = {
+    # slice-to-RAS axes (columns: slice x, slice y, normal) of Slicer's default views
+    "Red": np.array([[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+    "Yellow": np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]),
+    "Green": np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]),
+}
+
+
+def addSliceViews(scene):
+    """What Slicer's layout creates for its axial (Red), sagittal (Yellow) and coronal
+    (Green) views: one singleton slice node and one slice composite node each."""
+    for name, axes in _SLICE_VIEW_ORIENTATIONS.items():
+        sliceNode = vtkMRMLSliceNode()
+        sliceNode._layoutName = name
+        sliceNode._sliceToRas[:3, :3] = axes
+        sliceNode.SetName(name)
+        sliceNode.SetSingletonTag(name)
+        scene.AddNode(sliceNode)
+        compositeNode = vtkMRMLSliceCompositeNode()
+        compositeNode._layoutName = name
+        compositeNode.SetSingletonTag(name)
+        scene.AddNode(compositeNode)
 
 
 @_registered

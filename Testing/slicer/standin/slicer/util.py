@@ -111,7 +111,10 @@ def _readVolume(filename, properties, className):
         properties.get("name") or slicer.mrmlScene.GenerateUniqueName(_baseName(filename))
     )
     slicer.mrmlScene.AddNode(volumeNode)
-    _addHelperNode(volumeNode, "display", "vtkMRMLScalarVolumeDisplayNode")
+    if className == "vtkMRMLScalarVolumeNode":
+        volumeNode.CreateDefaultDisplayNodes()
+    else:
+        _addHelperNode(volumeNode, "display", "vtkMRMLLabelMapVolumeDisplayNode")
     _addHelperNode(volumeNode, "storage", "vtkMRMLVolumeArchetypeStorageNode")
     return volumeNode
 
@@ -306,6 +309,35 @@ def _segmentMaskOnGrid(segmentationNode, segmentId, referenceVolumeNode=None):
     return _resampleNearest(
         segment._mask, segment._ijkToRas, _mrml.ijkToRasArray(referenceVolumeNode), targetShape
     )
+
+
+# Slice views
+
+
+def setSliceViewerLayers(
+    background="keep-current",
+    foreground="keep-current",
+    label="keep-current",
+    foregroundOpacity=None,
+    labelOpacity=None,
+    fit=False,
+    rotateToVolumePlane=False,
+):
+    """Set the layers of every slice view (each ``vtkMRMLSliceCompositeNode``), as Slicer does;
+    a node or a node ID per layer, "keep-current" to leave it."""
+    if label != "keep-current" or labelOpacity is not None or fit or rotateToVolumePlane:
+        raise NotImplementedError("the stand-in sets background and foreground layers only")
+
+    def _nodeID(nodeOrID):
+        return nodeOrID.GetID() if isinstance(nodeOrID, slicer.vtkMRMLNode) else nodeOrID
+
+    for compositeNode in getNodesByClass("vtkMRMLSliceCompositeNode"):
+        if background != "keep-current":
+            compositeNode.SetBackgroundVolumeID(_nodeID(background))
+        if foreground != "keep-current":
+            compositeNode.SetForegroundVolumeID(_nodeID(foreground))
+        if foregroundOpacity is not None:
+            compositeNode.SetForegroundOpacity(foregroundOpacity)
 
 
 # Dialogs

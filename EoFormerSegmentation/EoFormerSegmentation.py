@@ -23,6 +23,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -51,7 +52,9 @@ from slicer.util import VTKObservationMixin
 from EoFormerSegmentationLib import dependency_handler as eoformerDependencies
 from EoFormerSegmentationLib import labels as eoformerLabels
 from EoFormerSegmentationLib import models as eoformerModels
+from EoFormerSegmentationLib import uncertainty as eoformerUncertainty
 from EoFormerSegmentationLib.process import EngineProcess, engine_environment
+from EoFormerSegmentationLib.remote import RemoteSegmentation, ServerClient, ServerError
 
 __all__ = [
     "EoFormerSegmentation",
@@ -101,8 +104,23 @@ files at every start."""
 DATA_FOLDER_SETTING = "EoFormer/DataFolder"
 """Application setting: the folder of fine-tuned models and saved training cases."""
 
+PROCESSING_SETTING = "EoFormer/Processing"
+"""Application setting: where segmentation runs, ``local`` (this computer) or ``server``."""
+SERVER_URL_SETTING = "EoFormer/ServerURL"
+"""Application setting: the address of the EoFormer processing server (``eoformer serve``)."""
+SERVER_TOKEN_SETTING = "EoFormer/ServerToken"
+"""Application setting: the processing server's bearer token."""
+
 SELF_TEST_ENGINE_VARIABLE = "EOFORMER_SELFTEST_ENGINE"
 """Set to 1 to make the self-test also segment the sample case with the engine."""
+
+UNCERTAINTY_COLOR_NODE_ID = "vtkMRMLColorTableNodeIron"
+"""Colour table of the uncertainty overlay: Slicer's built-in Iron (red to yellow), a warm map
+that stands out on grey MRI."""
+
+UNCERTAINTY_OVERLAY_MIN_BITS = 0.1
+"""Uncertainty (bits) below which the overlay is transparent, so that decided voxels keep the
+T1ce's own grey values (0.1 bits: a probability below 0.013 or above 0.987)."""
 
 MODEL_ATTRIBUTE_NAME = "EoFormer.ModelName"
 MODEL_ATTRIBUTE_SHA256 = "EoFormer.ModelSha256"
@@ -307,6 +325,7 @@ class EoFormerSegmentationParameterNode:
     modelPath - checkpoint file; empty for the bundled model.
     device - where the engine runs.
     testTimeAugmentation - average mirrored predictions.
+    uncertaintyMap - also compute the uncertainty map and show it over the T1ce.
     coRegister - rigidly register T1, T2 and FLAIR to the T1ce first (when off, a sequence
         is registered only if its grid differs from the T1ce's).
     skullStrip - brain extraction before segmentation.
@@ -324,6 +343,7 @@ class EoFormerSegmentationParameterNode:
     modelPath: str = ""
     device: ComputeDevice = ComputeDevice.AUTO
     testTimeAugmentation: bool = False
+    uncertaintyMap: bool = False
     coRegister: bool = False
     skullStrip: BrainExtraction = BrainExtraction.AUTO
     show3D: bool = False
@@ -357,6 +377,8 @@ class SegmentationResult:
         device: the device the engine used, as it reported it.
         modelName, modelSha256: the model that produced the segments.
         report: the engine's JSON report.
+        uncertaintyNode: the uncertainty map (bits, 0-1, on the T1ce grid), when asked for.
+        uncertainMl: segment name -> volume of its uncertain voxels in mL (with the map).
     """
 
     segmentationNode: object
@@ -366,6 +388,8 @@ class SegmentationResult:
     modelName: str
     modelSha256: str
     report: Dict[str, object] = field(default_factory=dict)
+    uncertaintyNode: object = None
+    uncertainMl: Dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -413,6 +437,13 @@ class EoFormerSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._autoFillScheduled = False
         self._updatingModelComboBox = False
         self._installing = False
+        self._uncertaintyNode = None
+        self._doubtfulRegions: List[tuple] = []
+        self._nextDoubtfulRegion = 0
+        self._overlayOpacity = 0.5  # the opacity slider's, kept from its valueChanged signal
+        self._useServer = False  # Advanced, Processing (kept from the widgets' signals)
+        self._serverUrl = ""
+        self._serverToken = ""
 
     def setup(self) -> None:
         """Build the panel from the .ui file and connect it."""
@@ -432,15 +463,79 @@ class EoFormerSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.showModelCardButton.clicked.connect(self.onShowModelCard)
         self.ui.modelComboBox.currentIndexChanged.connect(self.onModelSelected)
         self.ui.show3DButton.toggled.connect(self.onShow3DToggled)
+        self.ui.uncertaintyOpacitySlider.valueChanged.connect(self.onUncertaintyOpacityChanged)
+        self.ui.nextDoubtfulRegionButton.clicked.connect(self.onNextDoubtfulRegion)
         self.ui.addCaseButton.clicked.connect(self.onAddCase)
         self.ui.removeCaseButton.clicked.connect(self.onRemoveCase)
         self.ui.fineTuneButton.clicked.connect(self.onFineTuneButton)
         self.ui.useBundledModelButton.clicked.connect(self.onUseBundledModel)
         self.ui.changeDataFolderButton.clicked.connect(self.onChangeDataFolder)
+        self.setupProcessing()
 
         self.refreshModelList()
         self.refreshFineTuneCases()
         self.initializeParameterNode()
+
+    def setupProcessing(self) -> None:
+        """Advanced, Processing: this computer or a server, filled from Slicer's settings.
+
+        The values are kept from the widgets' change signals (Qt properties read differently
+        in PythonQt and PySide) and written back to the settings at each change.
+        """
+        useServer, url, token = self.logic.serverSettings()
+        self._useServer, self._serverUrl, self._serverToken = useServer, url, token
+        self.ui.processingComboBox.addItem(_("This computer"))
+        self.ui.processingComboBox.addItem(_("Server"))
+        self.ui.processingComboBox.setCurrentIndex(1 if useServer else 0)
+        self.ui.serverUrlLineEdit.setText(url)
+        self.ui.serverTokenLineEdit.setText(token)
+        self.ui.processingComboBox.currentIndexChanged.connect(self.onProcessingChanged)
+        self.ui.serverUrlLineEdit.textChanged.connect(self.onServerUrlChanged)
+        self.ui.serverTokenLineEdit.textChanged.connect(self.onServerTokenChanged)
+        self.ui.testConnectionButton.clicked.connect(self.onTestConnection)
+
+    def onProcessingChanged(self, index: int) -> None:
+        """Segment on this computer (0) or on the server (1)."""
+        if not isinstance(index, int) or index < 0:  # only the currentIndexChanged(int) overload
+            return
+        self._useServer = index == 1
+        self._storeServerSettings()
+
+    def onServerUrlChanged(self, text: str) -> None:
+        """Keep the server's address."""
+        self._serverUrl = text
+        self._storeServerSettings()
+
+    def onServerTokenChanged(self, text: str) -> None:
+        """Keep the server's token."""
+        self._serverToken = text
+        self._storeServerSettings()
+
+    def _storeServerSettings(self) -> None:
+        self.logic.setServerSettings(self._useServer, self._serverUrl, self._serverToken)
+        self.updateGUI()
+
+    def onTestConnection(self) -> None:
+        """Ask the server (in the background) whether it runs and takes the token."""
+        try:
+            client = ServerClient(self._serverUrl, self._serverToken, timeout_s=10.0)
+        except ServerError as error:
+            slicer.util.errorDisplay(str(error), windowTitle=_("EoFormer server"))
+            return
+        self.ui.testConnectionButton.setEnabled(False)
+        self.appendLog(_("Testing the connection to {url}...").format(url=client.url))
+
+        def onDone(health: Optional[dict], error: str) -> None:
+            self.updateGUI()
+            if health is None:
+                self.appendLog(error)
+                slicer.util.errorDisplay(error, windowTitle=_("EoFormer server not available"))
+                return
+            message = self.logic.describeServer(client.url, health)
+            self.appendLog(message)
+            slicer.util.infoDisplay(message, windowTitle=_("EoFormer server"))
+
+        self.logic.checkServer(client, onDone)
 
     def cleanup(self) -> None:
         """Called when the application closes: stop a running process."""
@@ -466,6 +561,7 @@ class EoFormerSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         """The scene is about to close: stop the run and forget the parameter node."""
         if self._task is not None and self._task.isRunning():
             self._task.cancel()
+        self.forgetDoubtfulRegions()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -561,8 +657,18 @@ class EoFormerSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             else _("Save the four input volumes and the corrected segmentation as a training case.")
         )
         self.ui.useBundledModelButton.setEnabled(not running)
+        self.ui.nextDoubtfulRegionButton.setEnabled(bool(self._doubtfulRegions))
+        self.ui.nextDoubtfulRegionButton.setToolTip(
+            _("Centre the slice views on the next uncertain region, largest first.")
+            if self._doubtfulRegions
+            else _("Segment with the uncertainty map on to find where the model is unsure.")
+        )
         self.ui.modelComboBox.setEnabled(not running)
         self.ui.changeDataFolderButton.setEnabled(not running and not self._installing)
+        self.ui.processingComboBox.setEnabled(not running)
+        for widget in (self.ui.serverUrlLineEdit, self.ui.serverTokenLineEdit):
+            widget.setEnabled(self._useServer and not running)
+        self.ui.testConnectionButton.setEnabled(self._useServer and bool(self._serverUrl.strip()))
         self.ui.dataFolderLineEdit.setText(str(self.logic.dataFolder()))
         self._selectModelInComboBox()
 
@@ -574,10 +680,12 @@ class EoFormerSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._task.cancel()
             self.appendLog(_("Cancelling..."))
             return
-        if not self.ensureDependencies():
+        # a server segments with its own engine: nothing to install here
+        if not self._useServer and not self.ensureDependencies():
             return
         parameters = self._parameterNode
         with self.showErrors(_("Failed to start the segmentation.")):
+            server = self.logic.serverClient()
             self.ui.logTextEdit.clear()
             self.ui.progressBar.setValue(0)
             self.ui.progressBar.setFormat(_("Starting..."))
@@ -590,6 +698,8 @@ class EoFormerSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
                 testTimeAugmentation=parameters.testTimeAugmentation,
                 coRegister=parameters.coRegister,
                 skullStrip=parameters.skullStrip.value,
+                uncertaintyMap=parameters.uncertaintyMap,
+                server=server,
                 onProgress=self.onSegmentationProgress,
                 onLog=self.appendLog,
                 onFinished=self.onSegmentationFinished,
@@ -615,6 +725,8 @@ class EoFormerSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self.showResults(result)
             if self._parameterNode and self._parameterNode.show3D:
                 self.logic.setShow3D(result.segmentationNode, True)
+            if result.uncertaintyNode is not None:
+                self.showUncertainty(result)
         elif outcome.status == "cancelled":
             self.ui.progressBar.setValue(0)
             self.ui.progressBar.setFormat(_("Cancelled"))
@@ -628,12 +740,18 @@ class EoFormerSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.updateGUI()
 
     def showResults(self, result: SegmentationResult) -> None:
-        """Fill the results table: volumes (mL), time, device and model."""
+        """Fill the results table: volumes (mL, with the uncertain volume when the map was
+        made), time, device and model."""
+        volumeTexts = []
+        for segment in eoformerLabels.SEGMENTS:
+            text = _("{volume:.2f} mL").format(volume=result.volumesMl.get(segment["name"], 0.0))
+            if segment["name"] in result.uncertainMl:
+                text = _("{volume} (uncertain {uncertain:.2f} mL)").format(
+                    volume=text, uncertain=result.uncertainMl[segment["name"]]
+                )
+            volumeTexts.append(text)
         values = [
-            *(
-                _("{volume:.2f} mL").format(volume=result.volumesMl.get(segment["name"], 0.0))
-                for segment in eoformerLabels.SEGMENTS
-            ),
+            *volumeTexts,
             _("{seconds:.1f} s").format(seconds=result.seconds),
             result.device,
             f"{result.modelName} ({result.modelSha256[:12]})",
@@ -648,6 +766,64 @@ class EoFormerSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         )
         for line in processingSummary(result.report):
             self.appendLog(line)
+
+    # Uncertainty
+
+    def showUncertainty(self, result: SegmentationResult) -> None:
+        """Show the uncertainty map over the T1ce and find its doubtful regions."""
+        t1ceVolumeNode = self.currentInputVolumes()["t1ce"]
+        self.logic.showUncertaintyMap(
+            result.uncertaintyNode,
+            t1ceVolumeNode,
+            self._overlayOpacity,
+        )
+        self._uncertaintyNode = result.uncertaintyNode
+        self._doubtfulRegions = self.logic.doubtfulRegions(result.uncertaintyNode)
+        self._nextDoubtfulRegion = 0
+        self.appendLog(
+            _(
+                "Uncertainty map {name}: {count} doubtful regions ({volume:.2f} mL); "
+                "Next doubtful region shows them, largest first."
+            ).format(
+                name=result.uncertaintyNode.GetName(),
+                count=len(self._doubtfulRegions),
+                volume=sum(volumeMl for _centre, volumeMl in self._doubtfulRegions),
+            )
+        )
+
+    def forgetDoubtfulRegions(self) -> None:
+        """Forget the regions of the last map (the scene is closing)."""
+        self._uncertaintyNode = None
+        self._doubtfulRegions = []
+        self._nextDoubtfulRegion = 0
+
+    def onUncertaintyOpacityChanged(self, value: int) -> None:
+        """The opacity slider (0-100) sets the foreground opacity of the slice views."""
+        self._overlayOpacity = value / 100.0
+        if self._uncertaintyNode is not None:
+            self.logic.setOverlayOpacity(value / 100.0)
+
+    def onNextDoubtfulRegion(self) -> None:
+        """Centre the slice views on the next doubtful region (largest first, then around)."""
+        if not self._doubtfulRegions:
+            return
+        index = self._nextDoubtfulRegion % len(self._doubtfulRegions)
+        centreRas, volumeMl = self._doubtfulRegions[index]
+        self.logic.centreSliceViews(centreRas)
+        self._nextDoubtfulRegion = index + 1
+        self.appendLog(
+            _(
+                "Doubtful region {number} of {count}: {volume:.2f} mL at R {r:.1f}, A {a:.1f}, "
+                "S {s:.1f} mm."
+            ).format(
+                number=index + 1,
+                count=len(self._doubtfulRegions),
+                volume=volumeMl,
+                r=centreRas[0],
+                a=centreRas[1],
+                s=centreRas[2],
+            )
+        )
 
     def onShow3DToggled(self, checked: bool) -> None:
         """Show or hide the surfaces of the output segmentation."""
@@ -974,6 +1150,83 @@ class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
             settings.setValue(DATA_FOLDER_SETTING, str(folder))
         else:
             settings.remove(DATA_FOLDER_SETTING)
+
+    # Processing server
+
+    @staticmethod
+    def serverSettings() -> tuple:
+        """(segment on the server, its address, its token), from Slicer's settings."""
+        settings = qt.QSettings()
+        return (
+            str(settings.value(PROCESSING_SETTING, "local") or "local") == "server",
+            str(settings.value(SERVER_URL_SETTING, "") or ""),
+            str(settings.value(SERVER_TOKEN_SETTING, "") or ""),
+        )
+
+    @staticmethod
+    def setServerSettings(useServer: bool, url: str, token: str) -> None:
+        """Keep where to segment, and the server's address and token, in Slicer's settings."""
+        settings = qt.QSettings()
+        settings.setValue(PROCESSING_SETTING, "server" if useServer else "local")
+        settings.setValue(SERVER_URL_SETTING, url.strip())
+        settings.setValue(SERVER_TOKEN_SETTING, token.strip())
+
+    def serverClient(self) -> Optional[ServerClient]:
+        """The processing server chosen in the settings, or None to segment on this computer.
+
+        Raises:
+            ServerError: "Server" is chosen without a usable address.
+        """
+        useServer, url, token = self.serverSettings()
+        if not useServer:
+            return None
+        if not url.strip():
+            raise ServerError(
+                _("Enter the address of the EoFormer server (Advanced, Processing: Server).")
+            )
+        return ServerClient(url, token)
+
+    @staticmethod
+    def checkServer(client: ServerClient, onDone: Callable[[Optional[dict], str], None]) -> None:
+        """Ask the server whether it runs and takes the token, without blocking Slicer.
+
+        The request runs in a thread; ``onDone(health, error)`` is called on the main thread
+        with the server's ``/health`` answer, or None and the reason it failed.
+        """
+        outcome: Dict[str, object] = {}
+
+        def ask() -> None:
+            try:
+                outcome["health"] = client.health()
+            except Exception as error:  # ServerError, or anything unexpected: told the user
+                outcome["error"] = str(error)
+
+        thread = threading.Thread(target=ask, daemon=True)
+        thread.start()
+
+        def poll() -> None:
+            if thread.is_alive():
+                qt.QTimer.singleShot(100, poll)
+                return
+            onDone(outcome.get("health"), str(outcome.get("error", "")))
+
+        qt.QTimer.singleShot(100, poll)
+
+    @staticmethod
+    def describeServer(url: str, health: dict) -> str:
+        """One paragraph on a server's ``/health`` answer: model, device, queue, upload limit."""
+        queue = health.get("queue") or {}
+        return _(
+            "The EoFormer server at {url} answers: model {model} on {device}, {waiting} job(s) "
+            "waiting (room for {capacity}), uploads up to {limit:g} MB."
+        ).format(
+            url=url,
+            model=health.get("model", "?"),
+            device=health.get("device", "?"),
+            waiting=queue.get("waiting", 0),
+            capacity=queue.get("capacity", "?"),
+            limit=float(health.get("max_upload_mb") or 0),
+        )
 
     def modelsFolder(self) -> Path:
         """Folder of the user's fine-tuned models (``models/`` in :meth:`dataFolder`)."""
@@ -1500,6 +1753,8 @@ class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
         testTimeAugmentation: bool = False,
         coRegister: bool = False,
         skullStrip: str = "auto",
+        uncertaintyMap: bool = False,
+        server: Optional[ServerClient] = None,
         onProgress: Optional[Callable[[float, str], None]] = None,
         onLog: Optional[Callable[[str], None]] = None,
         onFinished: Optional[Callable[[TaskOutcome], None]] = None,
@@ -1521,12 +1776,18 @@ class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
                 the sequences whose grid differs from the T1ce's).
             skullStrip: brain extraction: ``"auto"`` (when a sequence is not skull-stripped),
                 ``"on"`` or ``"off"``.
+            uncertaintyMap: also load the engine's uncertainty map (bits, 0-1) as a volume
+                (see :meth:`importUncertaintyMap`) and report the uncertain volume per region.
+            server: segment on this EoFormer processing server instead of this computer (its
+                model and device; ``modelPath`` and ``device`` are not used): the volumes are
+                uploaded, its progress followed, the label map and report downloaded.
             onProgress: called with (fraction 0-1, message).
             onLog: called with each line of the engine's output.
             onFinished: called once when the run has ended.
 
         Returns:
-            The running :class:`EngineProcess` (``cancel()`` stops it).
+            The running :class:`EngineProcess`, or :class:`RemoteSegmentation` with a server
+            (``cancel()`` stops it; on a server it deletes the job).
         """
         self._checkInputs(volumes)
         startTime = time.monotonic()
@@ -1548,6 +1809,9 @@ class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
             if coRegister:
                 arguments.append("--register")
             arguments += ["--skull-strip", skullStrip]
+            uncertaintyPath = workFolder / "uncertainty.nii.gz"
+            if uncertaintyMap:
+                arguments += ["--uncertainty", str(uncertaintyPath)]
             command = self.engineCommand("segment", arguments)
         except Exception:
             shutil.rmtree(workFolder, ignore_errors=True)
@@ -1568,6 +1832,11 @@ class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
                         result = self.importSegmentationResult(
                             labelPath, reportPath, volumes["t1ce"], outputSegmentation
                         )
+                        if uncertaintyMap:
+                            result.uncertaintyNode = self.importUncertaintyMap(
+                                uncertaintyPath, volumes["t1ce"]
+                            )
+                            result.uncertainMl = self._uncertainVolumesFromReport(result.report)
                         result.seconds = time.monotonic() - startTime
                         outcome = TaskOutcome("succeeded", result=result)
                     except Exception as error:
@@ -1583,7 +1852,23 @@ class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
             if onFinished:
                 onFinished(outcome)
 
-        process = EngineProcess(command, self.engineEnvironment(), onProgress, onLog, onExit)
+        if server is not None:
+            destinations = {"segmentation.nii.gz": labelPath, "report.json": reportPath}
+            if uncertaintyMap:
+                destinations["uncertainty.nii.gz"] = uncertaintyPath
+            options = {
+                "tta": bool(testTimeAugmentation),
+                "register": "on" if coRegister else "auto",
+                "skull_strip": skullStrip,
+                "output_format": "nii.gz",  # a label map, imported like the local engine's
+                "uncertainty": bool(uncertaintyMap),
+            }
+            volumeFiles = {role: workFolder / f"{role}.nrrd" for role in SEQUENCE_ROLES}
+            process = RemoteSegmentation(
+                server, volumeFiles, options, destinations, onProgress, onLog, onExit
+            )
+        else:
+            process = EngineProcess(command, self.engineEnvironment(), onProgress, onLog, onExit)
         try:
             process.start()
         except Exception:
@@ -1683,6 +1968,116 @@ class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
             modelSha256=modelSha256,
             report=report,
         )
+
+    def importUncertaintyMap(
+        self, mapPath: Path, t1ceVolumeNode: vtkMRMLScalarVolumeNode
+    ) -> vtkMRMLScalarVolumeNode:
+        """Load the engine's uncertainty map as a volume named "<T1ce name> uncertainty".
+
+        The map is on the T1ce grid; the node takes the T1ce's IJK-to-RAS matrix exactly, so
+        that it lines up voxel for voxel. It goes into the T1ce's study and keeps no link to
+        the temporary file (saving the scene writes it anew).
+
+        Args:
+            mapPath: the map written by ``eoformer segment --uncertainty`` (bits, 0-1).
+            t1ceVolumeNode: the T1ce input.
+
+        Raises:
+            ValueError: the map is not on the T1ce's grid.
+        """
+        mapNode = slicer.util.loadVolume(
+            str(mapPath),
+            {
+                "name": slicer.mrmlScene.GenerateUniqueName(
+                    f"{t1ceVolumeNode.GetName()} uncertainty"
+                ),
+                "show": False,
+            },
+        )
+        shape = slicer.util.arrayFromVolume(mapNode).shape
+        expected = slicer.util.arrayFromVolume(t1ceVolumeNode).shape
+        if shape != expected:
+            self.removeNodeWithHelpers(mapNode)
+            raise ValueError(
+                _("The uncertainty map has {shape} voxels, the T1ce {expected}").format(
+                    shape=shape, expected=expected
+                )
+            )
+        ijkToRas = vtk.vtkMatrix4x4()
+        t1ceVolumeNode.GetIJKToRASMatrix(ijkToRas)
+        mapNode.SetIJKToRASMatrix(ijkToRas)
+        storageNode = mapNode.GetStorageNode()
+        if storageNode is not None:
+            mapNode.SetAndObserveStorageNodeID(None)
+            slicer.mrmlScene.RemoveNode(storageNode)
+        self.placeInStudyOf(mapNode, t1ceVolumeNode)
+        return mapNode
+
+    @staticmethod
+    def showUncertaintyMap(
+        mapNode: vtkMRMLScalarVolumeNode,
+        backgroundVolumeNode: vtkMRMLScalarVolumeNode,
+        opacity: float = 0.5,
+    ) -> None:
+        """Show the uncertainty map as the foreground layer over ``backgroundVolumeNode`` in
+        the slice views: Iron colours, window 0-1 bits, transparent where the model is sure
+        (below :data:`UNCERTAINTY_OVERLAY_MIN_BITS`).
+
+        Args:
+            mapNode: the map (:meth:`importUncertaintyMap`).
+            backgroundVolumeNode: the volume underneath, usually the T1ce.
+            opacity: foreground opacity, 0-1.
+        """
+        mapNode.CreateDefaultDisplayNodes()
+        displayNode: slicer.vtkMRMLScalarVolumeDisplayNode = mapNode.GetDisplayNode()
+        displayNode.SetAndObserveColorNodeID(UNCERTAINTY_COLOR_NODE_ID)
+        displayNode.SetAutoWindowLevel(0)
+        displayNode.SetWindowLevelMinMax(0.0, 1.0)
+        displayNode.SetLowerThreshold(UNCERTAINTY_OVERLAY_MIN_BITS)
+        displayNode.SetApplyThreshold(1)
+        slicer.util.setSliceViewerLayers(
+            background=backgroundVolumeNode,
+            foreground=mapNode,
+            foregroundOpacity=min(max(float(opacity), 0.0), 1.0),
+        )
+
+    @staticmethod
+    def setOverlayOpacity(opacity: float) -> None:
+        """Opacity (0-1) of the foreground layer of every slice view."""
+        slicer.util.setSliceViewerLayers(foregroundOpacity=min(max(float(opacity), 0.0), 1.0))
+
+    @staticmethod
+    def doubtfulRegions(mapNode: vtkMRMLScalarVolumeNode) -> List[tuple]:
+        """The uncertain regions of a map, largest first: ``(centre RAS mm, volume mL)`` each
+        (see ``EoFormerSegmentationLib.uncertainty.doubtful_regions``)."""
+        ijkToRas = vtk.vtkMatrix4x4()
+        mapNode.GetIJKToRASMatrix(ijkToRas)
+        return eoformerUncertainty.doubtful_regions(
+            slicer.util.arrayFromVolume(mapNode),
+            slicer.util.arrayFromVTKMatrix(ijkToRas),
+            float(np.prod(mapNode.GetSpacing())) / 1000.0,
+        )
+
+    @staticmethod
+    def centreSliceViews(centreRas) -> None:
+        """Centre every slice view on a point (RAS mm)."""
+        r, a, s = (float(value) for value in centreRas)
+        slicer.vtkMRMLSliceNode.JumpAllSlices(
+            slicer.mrmlScene, r, a, s, slicer.vtkMRMLSliceNode.CenteredJumpSlice
+        )
+
+    @staticmethod
+    def _uncertainVolumesFromReport(report: dict) -> Dict[str, float]:
+        """Segment name -> uncertain mL from the report's ``uncertainty`` (keyed by region ID
+        or name)."""
+        reported = report.get("uncertainty") or {}
+        uncertainMl = {}
+        for segmentSpec in eoformerLabels.SEGMENTS:
+            for key in (segmentSpec["id"], segmentSpec["name"]):
+                if isinstance(reported.get(key), dict):
+                    uncertainMl[segmentSpec["name"]] = float(reported[key].get("uncertain_ml", 0))
+                    break
+        return uncertainMl
 
     @staticmethod
     def _modelFromReport(report: dict) -> tuple:

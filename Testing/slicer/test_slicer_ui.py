@@ -60,7 +60,7 @@ def test_ui_file_loads_in_qt_with_every_widget_the_module_uses(qapp):
         for child in panel.findChildren(QWidget)
         if child.property("SlicerParameterName")
     }
-    assert len(bound_to_parameter_node) == 14
+    assert len(bound_to_parameter_node) == 15
     used = used_widget_names()
     assert len(used) >= 15
     missing = used - set(loaded)
@@ -75,10 +75,17 @@ def test_ui_file_loads_in_qt_with_every_widget_the_module_uses(qapp):
         "testTimeAugmentationCheckBox": "QCheckBox",
         "coRegisterCheckBox": "QCheckBox",
         "skullStripComboBox": "QComboBox",
+        "uncertaintyMapCheckBox": "QCheckBox",
+        "uncertaintyOpacitySlider": "QSlider",
+        "nextDoubtfulRegionButton": "QPushButton",
         "show3DButton": "QPushButton",
         "fineTuneCasesList": "QListWidget",
         "fineTuneIterationsSpinBox": "QSpinBox",
         "fineTuneLearningRateSpinBox": "QDoubleSpinBox",
+        "processingComboBox": "QComboBox",
+        "serverUrlLineEdit": "QLineEdit",
+        "serverTokenLineEdit": "QLineEdit",
+        "testConnectionButton": "QPushButton",
     }
     for name, class_name in expected_classes.items():
         assert loaded[name] == class_name, (name, loaded[name])

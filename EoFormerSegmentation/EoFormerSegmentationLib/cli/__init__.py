@@ -30,7 +30,11 @@ COMMANDS = {
     "train": ("train", f"train EoFormer on BraTS-layout folders ({TRAIN_EXTRA})"),
     "finetune": ("finetune", "fine-tune a model on a few corrected cases"),
     "benchmark": ("benchmark", "speed and memory of EoFormer and peer networks"),
-    "serve": ("serve", "processing server: segment for Slicer on other machines over HTTP"),
+    "serve": (
+        "serve",
+        "processing server: segment over HTTP for Slicer on other machines (needs the "
+        '[server] extra: pip install -e ".[server]")',
+    ),
 }
 
 

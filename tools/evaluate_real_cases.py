@@ -8,8 +8,13 @@ setting of the grid). Dice and HD95 are reported per case and region for every m
 the default and with the chosen post-processing. Run from the repository root::
 
     python tools/evaluate_real_cases.py --cases runs/data/val \\
-        --model EoFormerSegmentation/Resources/Models/eoformer_glioma_synthetic_v1.pt \\
+        --model runs/eoformer_glioma_synthetic_v1.pt \\
         --model runs/v2/best.pt --out runs/real_eval
+
+The first bundled model (synthetic cases only) is in the repository's history::
+
+    git show fb36dbb:EoFormerSegmentation/Resources/Models/eoformer_glioma_synthetic_v1.pt \
+        > runs/eoformer_glioma_synthetic_v1.pt
 
 ``--postprocessing FILE`` applies a setting chosen before (the ``chosen`` entry of an earlier
 report) instead of sweeping, e.g. on simulated thick-slice or raw cases.

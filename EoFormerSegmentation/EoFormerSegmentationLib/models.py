@@ -39,7 +39,7 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "eoformer-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
-BUNDLED_MODEL_NAME = "eoformer_glioma_synthetic_v1"
+BUNDLED_MODEL_NAME = "eoformer_glioma_real_v2"
 REQUIRED_IN_CHANNELS = 4
 """Input channels of every model: T1, T1ce, T2, FLAIR."""
 REQUIRED_OUT_CHANNELS = 3

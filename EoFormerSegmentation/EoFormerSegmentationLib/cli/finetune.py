@@ -2,7 +2,7 @@
 
 Example::
 
-    eoformer finetune --model EoFormerSegmentation/Resources/Models/eoformer_glioma_synthetic_v1.pt \\
+    eoformer finetune --model EoFormerSegmentation/Resources/Models/eoformer_glioma_real_v2.pt \\
         --cases ../shared/data/real/TCGA-FG-6692 --out ~/.eoformer/models/my_site.pt
 
 Progress goes to stderr (a progress bar), or, with ``--progress-json``, to stdout as one JSON

@@ -1812,7 +1812,8 @@ class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
             uncertaintyPath = workFolder / "uncertainty.nii.gz"
             if uncertaintyMap:
                 arguments += ["--uncertainty", str(uncertaintyPath)]
-            command = self.engineCommand("segment", arguments)
+            # a server needs no local engine (nor PythonSlicer)
+            command = self.engineCommand("segment", arguments) if server is None else []
         except Exception:
             shutil.rmtree(workFolder, ignore_errors=True)
             raise

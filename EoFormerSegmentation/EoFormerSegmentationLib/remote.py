@@ -255,7 +255,22 @@ class ServerClient:
             "Content-Type": f"multipart/form-data; boundary={boundary}",
             "Content-Length": str(length),
         }
-        return self._json("POST", "/jobs", body(), headers)
+        try:
+            return self._json("POST", "/jobs", body(), headers)
+        except ServerError as error:
+            if error.status is not None:
+                raise
+            # a server that refuses an upload (a full queue) may close the connection before
+            # the whole upload was sent: ask it why
+            try:
+                queue = self.health().get("queue") or {}
+            except ServerError:
+                raise error from None
+            if queue.get("waiting", 0) >= queue.get("capacity", 1):
+                raise ServerError(
+                    "the EoFormer server's queue is full; try again later", 429
+                ) from None
+            raise
 
     def status(self, job_id: str) -> Dict[str, Any]:
         """The job's state, progress (0-1), message, place in the queue and error."""

@@ -62,6 +62,23 @@ LOG = logging.getLogger("eoformer.serve")
 
 _MAX_FIELD_BYTES = 256
 _MAX_PARTS = 16
+_UNAUTHORIZED_DRAIN_BYTES = 1_000_000
+
+
+async def _drain_request(receive, limit_bytes: int) -> None:
+    """Read and drop up to ``limit_bytes`` of a refused request's body.
+
+    A client still sending its upload when the answer comes would otherwise see the
+    connection reset instead of the answer (401, 429) that says why.
+    """
+    received = 0
+    while received <= limit_bytes:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        received += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 @dataclass
@@ -115,6 +132,7 @@ class BearerTokenMiddleware:
                 response = JSONResponse(
                     {"detail": message}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
                 )
+                await _drain_request(receive, _UNAUTHORIZED_DRAIN_BYTES)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -341,6 +359,7 @@ def create_app(settings: ServerSettings, run_job: Optional[RunJob] = None) -> Fa
         try:
             queue.reserve()
         except QueueFull as error:
+            await _drain_request(request.receive, limit_bytes)
             raise HTTPException(
                 429, str(error), headers={"Retry-After": str(error.retry_after_s)}
             ) from None

@@ -165,5 +165,8 @@ def test_synth_command_writes_the_brats_layout(tmp_path, capsys):
     assert main(["synth", "--out", str(out), "--cases", "1", "--seed", "7"]) == 2
     assert "synthetic-7" in capsys.readouterr().err
     assert (out / "synthetic-7" / "synthetic-7_t1.nii.gz").read_bytes() == before
-    assert main(["synth", "--out", str(tmp_path / "other"), "--cases", "0"]) == 2
+    with pytest.raises(SystemExit) as refused:  # argparse refuses it: usage and exit 2
+        main(["synth", "--out", str(tmp_path / "other"), "--cases", "0"])
+    assert refused.value.code == 2
     assert "--cases" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()

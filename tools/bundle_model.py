@@ -139,6 +139,15 @@ def bundle_real(arguments: argparse.Namespace, out: Path) -> int:
         for name, e in heldout["models"].items()
         if e["sha256"] != checkpoint_sha
     }
+    for path in arguments.compare_report:
+        compared = json.loads(Path(path).read_text(encoding="utf-8"))
+        for name, e in compared["models"].items():
+            others[name] = {
+                "sha256": e["sha256"],
+                "postprocessing": compared["chosen"],
+                "summary": e["chosen"]["summary"],
+                "per_case": e["chosen"]["per_case"],
+            }
     card["evaluation"] = {
         "metrics": "Dice and HD95 (mm) per region, BraTS conventions (both empty: Dice 1, "
         "HD95 0; one empty: HD95 373.13)",
@@ -190,6 +199,14 @@ def main() -> int:
         default=[],
         metavar="NAME=REPORT",
         help="further reports of tools/evaluate_real_cases.py (thick slices, raw scans)",
+    )
+    parser.add_argument(
+        "--compare-report",
+        action="append",
+        default=[],
+        metavar="REPORT",
+        help="report of tools/evaluate_real_cases.py scoring another model on the same "
+        "held-out cases (e.g. the previous bundled model), for the card's comparison",
     )
     parser.add_argument("--synthetic-report", type=Path, help="saved evaluate report of them")
     parser.add_argument("--real-report", type=Path, help="saved evaluate report, real case")

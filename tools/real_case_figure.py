@@ -7,7 +7,7 @@ core yellow, enhancing tumor red). The segmentations are those that
 from the repository root::
 
     python tools/real_case_figure.py --case ../shared/data/real/TCGA-FG-6692 \\
-        --report runs/real_eval --out docs/images/real_case_v1_v2.png
+        --report runs/real_eval_v1 runs/real_eval --out docs/images/real_case_v1_v2.png
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def overlay(background: np.ndarray, label: np.ndarray) -> np.ndarray:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--case", type=Path, required=True, help="labelled case folder")
-    parser.add_argument("--report", type=Path, required=True, help="evaluate_real_cases output")
+    parser.add_argument(
+        "--report", type=Path, nargs="+", required=True, help="evaluate_real_cases output folders"
+    )
     parser.add_argument("--out", type=Path, required=True, help="PNG file")
     arguments = parser.parse_args()
 
@@ -50,7 +52,6 @@ def main() -> int:
     from EoFormerSegmentationLib.training.datasets import find_case_files
 
     files = find_case_files(arguments.case, require_label=True)
-    report = json.loads((arguments.report / "report.json").read_text(encoding="utf-8"))
 
     def axial(path: Path) -> np.ndarray:
         return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))  # (z, y, x)
@@ -62,11 +63,13 @@ def main() -> int:
         (key.upper() if key != "t1ce" else "T1ce", sequences[key][z], None) for key in sequences
     ]
     panels.append(("reference", sequences["flair"][z], reference[z]))
-    for name, entry in report["models"].items():
-        prediction = axial(arguments.report / "predictions" / name / f"{files.name}.nii.gz")
-        scores = entry["chosen"]["per_case"][files.name]
-        dice = " / ".join(f"{scores[r]['dice']:.2f}" for r in ("WT", "TC", "ET"))
-        panels.append((f"{name}\nDice {dice}", sequences["flair"][z], prediction[z]))
+    for folder in arguments.report:
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        for name, entry in report["models"].items():
+            prediction = axial(folder / "predictions" / name / f"{files.name}.nii.gz")
+            scores = entry["chosen"]["per_case"][files.name]
+            dice = " / ".join(f"{scores[r]['dice']:.2f}" for r in ("WT", "TC", "ET"))
+            panels.append((f"{name}\nDice {dice}", sequences["flair"][z], prediction[z]))
 
     figure, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.2))
     for axis, (title, background, label) in zip(axes, panels):

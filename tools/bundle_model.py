@@ -117,6 +117,9 @@ def bundle_real(arguments: argparse.Namespace, out: Path) -> int:
         "eoformer_glioma_synthetic_v1 (synthetic cases only); the held-out cases below were "
         "never trained on",
     }
+    init = (card.get("training") or {}).get("init")
+    if isinstance(init, dict) and init.get("path"):
+        init["path"] = Path(init["path"]).name  # where it was on the training machine is noise
     card["postprocessing"] = heldout["chosen"]
     card["training_command"] = arguments.training_command
     stages = []

@@ -167,7 +167,7 @@ def main() -> int:
     parser.add_argument("--postprocessing", type=Path, help="report whose 'chosen' to apply")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tta", action="store_true")
-    parser.add_argument("--inference", default="window", choices=("window", "whole"))
+    parser.add_argument("--inference", default="window", choices=("auto", "window", "whole"))
     arguments = parser.parse_args()
 
     cases = discover_cases([str(c) for c in arguments.cases], require_label=True)

@@ -150,7 +150,7 @@ def _run_network(
     progress: ProgressCallback,
     should_cancel: Optional[Callable[[], bool]],
     notes: List[str],
-    mode: str = "window",
+    mode: str = "auto",
 ):
     import torch
 
@@ -223,7 +223,7 @@ def segment_images(
     should_cancel: Optional[Callable[[], bool]] = None,
     keep_probabilities: bool = False,
     uncertainty: bool = False,
-    inference: str = "window",
+    inference: str = "auto",
 ) -> SegmentationResult:
     """Segment four images already in memory.
 
@@ -248,8 +248,9 @@ def segment_images(
             T1ce voxel).
         uncertainty: also compute the uncertainty map and its per-region summary (from the
             same probabilities: with ``tta`` their mean over the flips; no extra network pass).
-        inference: ``window`` (overlapping 128³ windows) or ``whole`` (the cropped brain in
-            one pass when it fits, see :mod:`~EoFormerSegmentationLib.inference`).
+        inference: ``auto`` (``whole`` on the CPU, ``window`` on a GPU), ``window``
+            (overlapping 128³ windows) or ``whole`` (the cropped brain in one pass when it
+            fits, see :mod:`~EoFormerSegmentationLib.inference`).
 
     Returns:
         A :class:`SegmentationResult` on the T1ce's grid.
@@ -496,7 +497,7 @@ def segment_files(
     progress: ProgressCallback = None,
     should_cancel: Optional[Callable[[], bool]] = None,
     uncertainty_output: Optional[PathLike] = None,
-    inference: str = "window",
+    inference: str = "auto",
 ) -> SegmentationResult:
     """Segment four image files and (optionally) write the result.
 

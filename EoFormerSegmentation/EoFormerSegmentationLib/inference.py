@@ -28,10 +28,11 @@ WHOLE_VOLUME_MAX_VOXELS = 200 * 224 * 192
 """Largest padded brain (voxels) that ``whole`` inference runs in one pass (about 1.4 GB of
 activations on the CPU); larger volumes fall back to windows."""
 
-INFERENCE_MODES = ("window", "whole")
+INFERENCE_MODES = ("auto", "window", "whole")
 """``window``: overlapping 128³ windows; ``whole``: the cropped brain in one pass (EoFormer's
 attention is linear in the number of voxels and the rest is convolutional), windows above
-:data:`WHOLE_VOLUME_MAX_VOXELS`."""
+:data:`WHOLE_VOLUME_MAX_VOXELS`; ``auto``: ``whole`` on the CPU (same Dice on the held-out real
+cases, a fraction of the work), ``window`` on a GPU (whose memory is the tighter limit)."""
 ProgressCallback = Optional[Callable[[float, str], None]]
 
 
@@ -146,13 +147,15 @@ def predict_probabilities(
         tta: average over the 8 combinations of flips along x, y and z.
         progress: (fraction, message) callback.
         should_cancel: polled between windows.
-        mode: ``window`` or ``whole`` (see :data:`INFERENCE_MODES`).
+        mode: ``auto``, ``window`` or ``whole`` (see :data:`INFERENCE_MODES`).
 
     Returns:
         ``float32`` ``(3, X, Y, Z)`` probabilities.
     """
     if mode not in INFERENCE_MODES:
         raise InputError(f"--inference {mode}: expected one of {', '.join(INFERENCE_MODES)}")
+    if mode == "auto":
+        mode = "whole" if device.type == "cpu" else "window"
     if mode == "whole" and int(np.prod(volume.shape[1:])) <= WHOLE_VOLUME_MAX_VOXELS:
         roi_size = max(int(size) for size in volume.shape[1:])
     if sw_batch_size is None:

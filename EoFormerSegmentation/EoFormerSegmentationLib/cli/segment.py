@@ -68,10 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="REPORT", help="also write the report to this file")
     parser.add_argument(
         "--inference",
-        default="window",
-        choices=["window", "whole"],
-        help="window (default): overlapping 128^3 windows; whole: the cropped brain in one "
-        "pass (fewer voxels to compute; windows again for very large volumes)",
+        default="auto",
+        choices=["auto", "window", "whole"],
+        help="auto (default): whole on the CPU, window on a GPU; window: overlapping 128^3 "
+        "windows; whole: the cropped brain in one pass (a fraction of the work; windows again "
+        "for very large volumes)",
     )
     parser.add_argument(
         "--uncertainty",

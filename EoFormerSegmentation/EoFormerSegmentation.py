@@ -1580,14 +1580,34 @@ class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
         if not card:
             return _("{path}\n\nThis model has no model card.").format(path=modelPath)
         lines = [str(card.get("name") or modelPath.stem)]
-        for key, title in (
-            ("description", _("Description")),
-            ("training_data", _("Training data")),
-            ("intended_use", _("Intended use")),
-            ("limitations", _("Limitations")),
+        trainingData = card.get("training_data")
+        if isinstance(trainingData, dict):
+            # a summary, not the case list (the file beside the model has every detail)
+            trainingData = trainingData.get("note") or _("{count} cases").format(
+                count=len(trainingData.get("real_cases") or trainingData.get("cases") or [])
+            )
+        heldOut = ((card.get("evaluation") or {}).get("held_out_real") or {}).get("summary")
+        if isinstance(heldOut, dict) and all(region in heldOut for region in ("WT", "TC", "ET")):
+            heldOut = _("Dice WT {wt:.2f}, TC {tc:.2f}, ET {et:.2f} on {count} real cases").format(
+                wt=heldOut["WT"]["dice_mean"],
+                tc=heldOut["TC"]["dice_mean"],
+                et=heldOut["ET"]["dice_mean"],
+                count=len(card["evaluation"]["held_out_real"].get("cases") or []),
+            )
+        else:
+            heldOut = None
+        limits = card.get("known_limits") or card.get("limitations")
+        if isinstance(limits, list):
+            limits = "; ".join(str(limit) for limit in limits)
+        for title, value in (
+            (_("Description"), card.get("description")),
+            (_("Training data"), trainingData),
+            (_("Held-out results"), heldOut),
+            (_("Intended use"), card.get("intended_use")),
+            (_("Limitations"), limits),
         ):
-            if card.get(key):
-                lines.append(f"{title}: {card[key]}")
+            if value:
+                lines.append(f"{title}: {value}")
         if card.get("fine_tuning"):
             lines.append(_("Fine-tuned from a parent model (see details)."))
         if card.get("sha256"):

@@ -30,7 +30,7 @@ from EoFormerSegmentationLib.geometry import (
     network_grid,
     resample_onto,
 )
-from EoFormerSegmentationLib.labels import CONVENTIONS, REGIONS, regions_to_labels
+from EoFormerSegmentationLib.labels import CONVENTIONS, ET_LABEL, REGIONS, regions_to_labels
 from EoFormerSegmentationLib.models import LoadedModel, default_model_path, load_checkpoint
 from EoFormerSegmentationLib.postprocessing import (
     PostprocessingSettings,
@@ -224,6 +224,7 @@ def segment_images(
     keep_probabilities: bool = False,
     uncertainty: bool = False,
     inference: str = "auto",
+    release_inputs: bool = False,
 ) -> SegmentationResult:
     """Segment four images already in memory.
 
@@ -248,6 +249,8 @@ def segment_images(
             T1ce voxel).
         uncertainty: also compute the uncertainty map and its per-region summary (from the
             same probabilities: with ``tta`` their mean over the flips; no extra network pass).
+        release_inputs: empty ``images`` (a dict the caller does not need any more) once
+            they are resampled, to bound the memory of fine native grids.
         inference: ``auto`` (``whole`` on the CPU, ``window`` on a GPU), ``window``
             (overlapping 128³ windows) or ``whole`` (the cropped brain in one pass when it
             fits, see :mod:`~EoFormerSegmentationLib.inference`).
@@ -298,6 +301,13 @@ def segment_images(
             for key in SEQUENCES
         ]
     )
+    if release_inputs:
+        # only the T1ce's geometry is needed from here on: on a fine native grid the four
+        # inputs are most of the memory (4 x 285 MB at 0.5 mm)
+        geometry = sitk.Image(reference.GetSize(), sitk.sitkUInt8)
+        geometry.CopyInformation(reference)
+        reference = geometry
+        images.clear()
     brain = _brain_mask(volume, grid, skull_strip, device, stages, should_cancel)
     if brain is not None:
         processing["brain_extraction"] = brain.report()
@@ -328,33 +338,50 @@ def segment_images(
     probabilities[(slice(None), *box)] = probabilities_padded[undo]
     if brain is not None:
         probabilities *= brain.mask[None]  # no tumor outside the extracted brain
-    probabilities_reference = np.stack(
+    # Back onto the T1ce grid only where there may be tumor: on a fine native grid (0.5 mm:
+    # 8 times the voxels of the network grid) the whole volume would not fit in memory.
+    window = _tumor_window(probabilities, grid, reference)
+    probabilities_window = np.stack(
         [
-            image_to_array(resample_onto(array_to_image(probabilities[channel], grid), reference))
+            image_to_array(resample_onto(array_to_image(probabilities[channel], grid), window.grid))
             for channel in range(3)
         ]
     )
+    del probabilities
     voxel_volume_ml = float(np.prod(reference.GetSpacing())) / 1000.0
     if postprocessing is None:
         postprocessing = PostprocessingSettings.from_card(loaded.card)
     processing["postprocessing"] = postprocessing.to_json()
-    masks = postprocess_regions(probabilities_reference, voxel_volume_ml, postprocessing)
-    notes.extend(plausibility_warnings(masks, voxel_volume_ml))
+    # masks on the window only; full-size arrays are made once, as the output needs them
+    masks_window = postprocess_regions(probabilities_window, voxel_volume_ml, postprocessing)
+    whole = np.zeros(reference.GetSize(), dtype=bool)
+    whole[window.slices[1:]] = masks_window[0]
+    notes.extend(plausibility_warnings(whole[None], voxel_volume_ml))
+    del whole
+    probabilities_reference = None
+    if keep_probabilities or uncertainty:
+        probabilities_reference = np.zeros((3, *reference.GetSize()), dtype=np.float32)
+        probabilities_reference[window.slices] = probabilities_window
     uncertainty_image, uncertainty_summary = None, None
     if uncertainty:
         from EoFormerSegmentationLib.uncertainty import uncertainty_map
         from EoFormerSegmentationLib.uncertainty import uncertainty_summary as summarize
 
         uncertainty_image = array_to_image(uncertainty_map(probabilities_reference), reference)
-        uncertainty_summary = summarize(probabilities_reference, masks, voxel_volume_ml)
-    label = regions_to_labels(masks, label_convention)
+        uncertainty_summary = summarize(probabilities_window, masks_window, voxel_volume_ml)
+    label = np.zeros(reference.GetSize(), dtype=np.uint8)
+    label[window.slices[1:]] = regions_to_labels(masks_window, label_convention)
     label_image = array_to_image(label, reference)
+    del label
+    et_value = ET_LABEL[label_convention]
     region_images = {
-        region: array_to_image(masks[index].astype(np.uint8), reference)
-        for index, region in enumerate(REGIONS)
+        "WT": sitk.Cast(label_image != 0, sitk.sitkUInt8),
+        "TC": sitk.Cast((label_image == 1) | (label_image == et_value), sitk.sitkUInt8),
+        "ET": sitk.Cast(label_image == et_value, sitk.sitkUInt8),
     }
     volumes = {
-        region: float(masks[index].sum()) * voxel_volume_ml for index, region in enumerate(REGIONS)
+        region: float(masks_window[index].sum()) * voxel_volume_ml
+        for index, region in enumerate(REGIONS)
     }
     stages.stop()
     return SegmentationResult(
@@ -372,6 +399,44 @@ def segment_images(
         uncertainty=uncertainty_image,
         uncertainty_summary=uncertainty_summary,
     )
+
+
+@dataclass
+class _TumorWindow:
+    """The part of the T1ce grid where the network saw possible tumor."""
+
+    grid: sitk.Image
+    slices: tuple  # (channels, x, y, z) slices of the T1ce-grid arrays
+
+
+TUMOR_PROBABILITY_FLOOR = 1e-3
+"""Probabilities below this are taken as 0 outside the tumor's window on the T1ce grid."""
+
+
+def _tumor_window(probabilities: np.ndarray, grid: sitk.Image, reference: sitk.Image):
+    """The box of the T1ce grid covering every network-grid voxel with a probability of at
+    least :data:`TUMOR_PROBABILITY_FLOOR`, with a 2-voxel margin; a 1-voxel box when none."""
+    possible = probabilities.max(axis=0) >= TUMOR_PROBABILITY_FLOOR
+    size = np.asarray(reference.GetSize())
+    if not possible.any():
+        low, high = np.zeros(3, int), np.ones(3, int)
+    else:
+        points = np.argwhere(possible)
+        first, last = points.min(axis=0) - 1.0, points.max(axis=0) + 1.0
+        corners = [
+            reference.TransformPhysicalPointToContinuousIndex(
+                grid.TransformContinuousIndexToPhysicalPoint([float(c[axis]) for axis in range(3)])
+            )
+            for c in (np.where(np.array(bits, bool), last, first) for bits in np.ndindex(2, 2, 2))
+        ]
+        low = np.clip(np.floor(np.min(corners, axis=0)).astype(int) - 2, 0, size - 1)
+        high = np.clip(np.ceil(np.max(corners, axis=0)).astype(int) + 3, low + 1, size)
+    window = sitk.Image([int(n) for n in high - low], sitk.sitkUInt8)
+    window.SetSpacing(reference.GetSpacing())
+    window.SetDirection(reference.GetDirection())
+    window.SetOrigin(reference.TransformIndexToPhysicalPoint([int(i) for i in low]))
+    slices = (slice(None), *(slice(int(a), int(b)) for a, b in zip(low, high)))
+    return _TumorWindow(grid=window, slices=slices)
 
 
 def _check_cancel(should_cancel: Optional[Callable[[], bool]]) -> None:
@@ -561,6 +626,7 @@ def segment_files(
         should_cancel=should_cancel,
         uncertainty=uncertainty_output is not None,
         inference=inference,
+        release_inputs=True,
     )
     result.timings_s = {"read": read_seconds, "load_model": load_seconds, **result.timings_s}
     if uncertainty_output is not None:

@@ -19,7 +19,27 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional
 
-__all__ = ["EngineProcess", "engine_environment"]
+__all__ = ["EngineProcess", "engine_environment", "wait_until_finished"]
+
+
+def wait_until_finished(task, timeout_seconds: Optional[float], what: str) -> None:
+    """Poll a background task (``poll()``, ``finished``, ``cancelled``, ``cancel()``) until it
+    has ended; for scripts and tests, the GUI polls with a timer.
+
+    Raises:
+        TimeoutError: still running after ``timeout_seconds`` (the task is cancelled first
+            and waited for).
+    """
+    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+    while not task.finished:
+        task.poll()
+        if task.finished:
+            break
+        if deadline is not None and time.monotonic() > deadline and not task.cancelled:
+            task.cancel()
+            wait_until_finished(task, None, what)
+            raise TimeoutError(f"{what} did not finish within {timeout_seconds:g} s")
+        time.sleep(0.05)
 
 
 def engine_environment(module_folder: str, eoformer_home: str) -> Dict[str, str]:
@@ -143,16 +163,7 @@ class EngineProcess:
         Raises:
             TimeoutError: still running after ``timeoutSeconds`` (the process is cancelled).
         """
-        deadline = None if timeoutSeconds is None else time.monotonic() + timeoutSeconds
-        while not self.finished:
-            self.poll()
-            if self.finished:
-                break
-            if deadline is not None and time.monotonic() > deadline and not self.cancelled:
-                self.cancel()
-                self.wait()
-                raise TimeoutError(f"the engine did not finish within {timeoutSeconds:g} s")
-            time.sleep(0.05)
+        wait_until_finished(self, timeoutSeconds, "the engine")
 
     def poll(self) -> None:
         """Handle new output; finish when the process has ended. Called by the timer."""

@@ -20,7 +20,6 @@ import queue
 import socket
 import ssl
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -419,16 +418,9 @@ class RemoteSegmentation:
         Raises:
             TimeoutError: still running after ``timeoutSeconds`` (the job is cancelled).
         """
-        deadline = None if timeoutSeconds is None else time.monotonic() + timeoutSeconds
-        while not self.finished:
-            self.poll()
-            if self.finished:
-                break
-            if deadline is not None and time.monotonic() > deadline and not self.cancelled:
-                self.cancel()
-                self.wait()
-                raise TimeoutError(f"the server did not finish within {timeoutSeconds:g} s")
-            time.sleep(0.05)
+        from EoFormerSegmentationLib.process import wait_until_finished
+
+        wait_until_finished(self, timeoutSeconds, "the server")
 
     def poll(self) -> None:
         """Hand the thread's events to the callbacks. Called by the timer."""

@@ -198,6 +198,11 @@ class _KeepBackgroundZerod(MapTransform):
         return result
 
 
+def _flips() -> list:
+    """Flips along each axis, p = 0.5 each."""
+    return [RandFlipd(keys=KEYS, prob=0.5, spatial_axis=axis) for axis in range(3)]
+
+
 def _strong_steps(crop: List[int]) -> list:
     """Spatial and intensity augmentation after the (enlarged) crop, nnU-Net style."""
     intensity = Compose(
@@ -228,9 +233,7 @@ def _strong_steps(crop: List[int]) -> list:
         ),
         CenterSpatialCropd(keys=KEYS, roi_size=crop),
         LabelsToRegionsd(keys="label"),
-        RandFlipd(keys=KEYS, prob=0.5, spatial_axis=0),
-        RandFlipd(keys=KEYS, prob=0.5, spatial_axis=1),
-        RandFlipd(keys=KEYS, prob=0.5, spatial_axis=2),
+        *_flips(),
         _KeepBackgroundZerod(intensity),
     ]
 
@@ -277,46 +280,32 @@ def training_transforms(
     positive = max(positive_fraction, 0.0)
     negative = max(1.0 - positive_fraction, 0.0)
     crop = [int(crop_size)] * 3 if np.isscalar(crop_size) else [int(c) for c in crop_size]
+    # the strong variant crops larger, so that rotation and scaling bring in no padding
+    first_crop = [int(round(c * 1.25)) for c in crop] if augmentation == "strong" else crop
     if augmentation == "strong":
-        first_crop = [int(round(c * 1.25)) for c in crop]
-        return Compose(
-            [
-                _AddChannel(keys="label"),
-                CropForegroundd(keys=KEYS, source_key="image", select_fn=is_brain, margin=2),
-                SpatialPadd(keys=KEYS, spatial_size=first_crop),
-                RandCropByPosNegLabeld(
-                    keys=KEYS,
-                    label_key="label",
-                    spatial_size=first_crop,
-                    pos=positive,
-                    neg=negative,
-                    num_samples=crops_per_case,
-                    allow_smaller=True,
-                ),
-                *_strong_steps(crop),
-                EnsureTyped(keys=KEYS, data_type="tensor", dtype=torch.float32, track_meta=False),
-            ]
-        )
+        augment = _strong_steps(crop)
+    else:
+        augment = [
+            LabelsToRegionsd(keys="label"),
+            *_flips(),
+            RandScaleIntensityd(keys="image", factors=intensity_scale, prob=1.0, channel_wise=True),
+            RandShiftIntensityd(keys="image", offsets=intensity_shift, prob=1.0, channel_wise=True),
+        ]
     return Compose(
         [
             _AddChannel(keys="label"),
             CropForegroundd(keys=KEYS, source_key="image", select_fn=is_brain, margin=2),
-            SpatialPadd(keys=KEYS, spatial_size=crop_size),
+            SpatialPadd(keys=KEYS, spatial_size=first_crop),
             RandCropByPosNegLabeld(
                 keys=KEYS,
                 label_key="label",
-                spatial_size=crop_size,
+                spatial_size=first_crop,
                 pos=positive,
                 neg=negative,
                 num_samples=crops_per_case,
                 allow_smaller=True,
             ),
-            LabelsToRegionsd(keys="label"),
-            RandFlipd(keys=KEYS, prob=0.5, spatial_axis=0),
-            RandFlipd(keys=KEYS, prob=0.5, spatial_axis=1),
-            RandFlipd(keys=KEYS, prob=0.5, spatial_axis=2),
-            RandScaleIntensityd(keys="image", factors=intensity_scale, prob=1.0, channel_wise=True),
-            RandShiftIntensityd(keys="image", offsets=intensity_shift, prob=1.0, channel_wise=True),
+            *augment,
             EnsureTyped(keys=KEYS, data_type="tensor", dtype=torch.float32, track_meta=False),
         ]
     )

@@ -474,7 +474,9 @@ def _brain_mask(
         return None
     _check_cancel(should_cancel)
     stages.start("brain_extraction", 0.21, "extracting the brain (skull stripping)")
-    network_device = "cpu" if device == "cpu" else _cuda_if_available()
+    from EoFormerSegmentationLib.inference import select_device
+
+    network_device = select_device(device).type
     first_error: Optional[InputError] = None
     for key in ("t1", "t1ce"):
         index = SEQUENCES.index(key)
@@ -483,12 +485,6 @@ def _brain_mask(
         except InputError as error:
             first_error = first_error or error
     raise first_error
-
-
-def _cuda_if_available() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _check_output(output: Path, inputs: Mapping[str, PathLike], overwrite: bool) -> str:

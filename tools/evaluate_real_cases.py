@@ -38,6 +38,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "EoFormerSegmentation"))
 
 from EoFormerSegmentationLib.engine import segment_images  # noqa: E402
+from EoFormerSegmentationLib.evaluation import summarize  # noqa: E402
 from EoFormerSegmentationLib.geometry import array_to_image  # noqa: E402
 from EoFormerSegmentationLib.labels import REGIONS, regions_to_labels  # noqa: E402
 from EoFormerSegmentationLib.metrics import dice, evaluate_labels  # noqa: E402
@@ -116,17 +117,9 @@ def uncertainty_versus_errors(probabilities, reference, brain_zyx, spacing, sett
     return result
 
 
-def summary(per_case: Dict[str, Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, float]]:
-    result = {}
-    for region in REGIONS:
-        dices = [case[region]["dice"] for case in per_case.values()]
-        distances = [case[region]["hd95"] for case in per_case.values()]
-        result[region] = {
-            "dice_mean": float(np.mean(dices)),
-            "dice_std": float(np.std(dices)),
-            "hd95_mean": float(np.mean(distances)),
-            "hd95_median": float(np.median(distances)),
-        }
+def summary(per_case: Dict[str, Dict[str, Dict[str, float]]]) -> Dict[str, Any]:
+    """The cohort summary of ``eoformer evaluate --cases``, plus the mean Dice of the regions."""
+    result: Dict[str, Any] = summarize([{"scores": scores} for scores in per_case.values()])
     result["mean_dice"] = float(np.mean([result[r]["dice_mean"] for r in REGIONS]))
     return result
 

@@ -199,3 +199,12 @@ def test_two_processes_hold_identical_weights(tmp_path, tiny_dataset):
     final = load_checkpoint(tmp_path / "run" / "last.pt").model.state_dict()
     for key in rank0:
         assert torch.equal(final[key], rank0[key]), key
+
+
+def test_carvemix_is_recorded_in_the_card_and_its_probability_checked(tmp_path, tiny_dataset):
+    with pytest.raises(InputError, match="--carvemix 1.5"):
+        train(tiny_config(tmp_path / "bad", tiny_dataset, carvemix=1.5), progress_bar=False)
+    run_dir = tmp_path / "run"
+    train(tiny_config(run_dir, tiny_dataset, iterations=2, carvemix=0.5), progress_bar=False)
+    card = load_checkpoint(run_dir / "last.pt").card
+    assert "CarveMix, p 0.5" in card["training"]["augmentation"]

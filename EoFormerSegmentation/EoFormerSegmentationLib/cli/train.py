@@ -89,6 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "scaling, gamma, blur, noise, simulated thick slices; for few real cases)",
     )
     data.add_argument(
+        "--carvemix",
+        type=float,
+        metavar="P",
+        help="probability that a training case gets another case's tumour pasted in with its "
+        "label (CarveMix; cases in one atlas space, such as BraTS; default 0)",
+    )
+    data.add_argument(
         "--cache",
         action="store_true",
         default=None,
@@ -199,6 +206,7 @@ _OPTION_TO_FIELD = {
     "crops_per_case": "crops_per_case",
     "cache": "cache",
     "augmentation": "augmentation",
+    "carvemix": "carvemix",
     "iterations": "iterations",
     "time_limit": "time_limit",
     "batch_size": "batch_size",

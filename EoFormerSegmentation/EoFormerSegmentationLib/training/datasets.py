@@ -633,6 +633,9 @@ class CaseCropStream(CropStream):
         transform: see :class:`CropStream`.
         cache: keep loaded cases in memory (per worker): for a few cases (fine-tuning),
             not for BraTS-sized sets.
+        carvemix: probability that a visited case receives another case's tumour
+            (:func:`~EoFormerSegmentationLib.training.carvemix.carve_mix`, donor drawn at
+            random among the other cases); 0 turns it off.
         **kwargs: ``seed``, ``rank``, ``world_size``, ``start_case``, ``shuffle_buffer`` of
             :class:`CropStream`.
     """
@@ -642,6 +645,7 @@ class CaseCropStream(CropStream):
         cases: Sequence[Union[CaseFiles, LoadedCase]],
         transform: Callable[[Dict[str, Any]], List[Dict[str, Any]]],
         cache: bool = False,
+        carvemix: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(transform, **kwargs)
@@ -649,6 +653,7 @@ class CaseCropStream(CropStream):
             raise InputError("no training cases")
         self.cases = list(cases)
         self.cache = cache
+        self.carvemix = float(carvemix)
         self._loaded: Dict[int, LoadedCase] = {}
         self._order_epoch = -1
         self._order: np.ndarray = np.arange(len(self.cases))
@@ -669,4 +674,17 @@ class CaseCropStream(CropStream):
         if epoch != self._order_epoch:
             self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.cases))
             self._order_epoch = epoch
-        return self._load(int(self._order[position])).as_dict()
+        target = self._load(int(self._order[position]))
+        if self.carvemix > 0 and len(self.cases) > 1:
+            rng = np.random.default_rng([self.seed, index, 0xCA7])
+            if rng.random() < self.carvemix:
+                return self._mixed(target, int(self._order[position]), rng)
+        return target.as_dict()
+
+    def _mixed(self, target: LoadedCase, position: int, rng: np.random.Generator) -> Dict:
+        """``target`` with the tumour of another case, or unchanged when they cannot mix."""
+        from EoFormerSegmentationLib.training.carvemix import carve_mix
+
+        others = [other for other in range(len(self.cases)) if other != position]
+        mixed = carve_mix(target, self._load(int(rng.choice(others))), rng)
+        return target.as_dict() if mixed is None else mixed

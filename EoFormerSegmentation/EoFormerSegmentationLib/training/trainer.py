@@ -43,6 +43,7 @@ from EoFormerSegmentationLib import __version__
 from EoFormerSegmentationLib.errors import Cancelled, InputError
 from EoFormerSegmentationLib.labels import REGIONS
 from EoFormerSegmentationLib.models import atomic_write, file_sha256, save_checkpoint
+from EoFormerSegmentationLib.training.carvemix import MARGIN_MM
 from EoFormerSegmentationLib.training.datasets import (
     CaseCropStream,
     CaseFiles,
@@ -138,6 +139,8 @@ class TrainingConfig:
         augmentation: ``basic`` (flips, intensity jitter) or ``strong`` (nnU-Net-style
             rotation, scaling, gamma, blur, noise and simulated thick slices), see
             :func:`~EoFormerSegmentationLib.training.transforms.training_transforms`.
+        carvemix: probability that a visited training case receives the tumour of another
+            (:mod:`~EoFormerSegmentationLib.training.carvemix`); 0 turns it off.
     """
 
     out_dir: str
@@ -169,6 +172,7 @@ class TrainingConfig:
     cache: bool = False
     overlap: float = 0.25
     augmentation: str = "basic"
+    carvemix: float = 0.0
 
     def to_json(self) -> Dict[str, Any]:
         """The configuration as a JSON-serialisable dict."""
@@ -563,6 +567,7 @@ def _crop_stream(
                 training_cases,
                 training_transforms(config.crop, per_case, augmentation=config.augmentation),
                 cache=config.cache,
+                carvemix=config.carvemix,
                 **common,
             )
         )
@@ -695,7 +700,7 @@ def _model_card(
             "grad_clip": config.grad_clip,
             "mixed_precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "none",
             "loss": "soft Dice (batch) + BCE on WT/TC/ET sigmoid channels",
-            "augmentation": _AUGMENTATION_SUMMARY[config.augmentation],
+            "augmentation": _augmentation_summary(config),
             "seed": config.seed,
             "init": state.get("init"),
             "time_s": round(state["elapsed"], 1),
@@ -716,6 +721,17 @@ _AUGMENTATION_SUMMARY = {
     "(0.85-1.15), p 0.4; flips on 3 axes; per-channel brightness, shift, gamma, blur, noise; "
     "simulated thick slices (2-7 mm along one axis, p 0.25)",
 }
+
+
+def _augmentation_summary(config: TrainingConfig) -> str:
+    summary = _AUGMENTATION_SUMMARY[config.augmentation]
+    if config.carvemix > 0:
+        low, high = MARGIN_MM
+        summary += (
+            f"; CarveMix, p {config.carvemix:g}: another training case's tumour with its label "
+            f"and {low:g}-{high:g} mm around it pasted at its atlas position"
+        )
+    return summary
 
 
 def _check_config(config: TrainingConfig) -> None:
@@ -740,6 +756,8 @@ def _check_config(config: TrainingConfig) -> None:
         check_training_seeds(config.synthetic_seed, config.synthetic_cases)
     if not 0.0 <= config.synthetic_fraction <= 1.0:
         raise InputError("--synthetic-fraction must be between 0 and 1")
+    if not 0.0 <= config.carvemix <= 1.0:
+        raise InputError(f"--carvemix {config.carvemix}: must be a probability between 0 and 1")
 
 
 # --------------------------------------------------------------------------- train

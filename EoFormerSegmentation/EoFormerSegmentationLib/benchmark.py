@@ -51,7 +51,9 @@ __all__ = [
     "NETWORKS",
     "BenchmarkResult",
     "BenchmarkRow",
+    "BusyCores",
     "EndToEndResult",
+    "ThroughputResult",
     "Variant",
     "build_network",
     "count_flops",
@@ -62,11 +64,14 @@ __all__ = [
     "forward_window",
     "machine_info",
     "measure_end_to_end",
+    "measure_matmul_peak",
+    "measure_throughput",
     "measure_window",
     "plan_variants",
     "prepare_variant",
     "run_benchmark",
     "seeded_input",
+    "write_resampled_case",
 ]
 
 #: Networks the benchmark knows: name -> what the table calls it.
@@ -196,7 +201,12 @@ class BenchmarkRow:
             allocations show up here), seconds.
         end_to_end_s: first whole-case segmentation in a fresh process, seconds.
         end_to_end_warm_s: median of the following ones, seconds.
+        latency_busy_core_s: CPU: median latency while another process keeps one core busy.
+        busy_core_slowdown: ``latency_busy_core_s / latency_s``.
         error: why the row could not be measured.
+
+    On CPU, ``tflops``, ``peak_tflops`` and ``percent_of_peak`` compare with the float32
+    matrix-product peak measured in the same run (:func:`measure_matmul_peak`).
     """
 
     model: str
@@ -217,6 +227,8 @@ class BenchmarkRow:
     cpu_system_s_per_run: Optional[float] = None
     end_to_end_s: Optional[float] = None
     end_to_end_warm_s: Optional[float] = None
+    latency_busy_core_s: Optional[float] = None
+    busy_core_slowdown: Optional[float] = None
     error: Optional[str] = None
 
 
@@ -234,6 +246,8 @@ class EndToEndResult:
             RSS of the process (``VmHWM``, everything included), MiB.
         report: the engine's own report of the last run.
         error: why it could not be measured.
+        label: what the row of the whole-case table calls it.
+        shape: voxels of the T1ce read.
     """
 
     case: str
@@ -243,6 +257,8 @@ class EndToEndResult:
     peak_memory_mib: Optional[float] = None
     report: Optional[str] = None
     error: Optional[str] = None
+    label: str = ""
+    shape: Optional[List[int]] = None
 
     @property
     def cold_s(self) -> Optional[float]:
@@ -256,6 +272,29 @@ class EndToEndResult:
 
 
 @dataclass
+class ThroughputResult:
+    """A small cohort segmented with ``segment_cohort``, as ``eoformer segment --cases`` does.
+
+    Attributes:
+        label: what the whole-case table calls it.
+        threads: PyTorch threads of the segmenting process.
+        cases: cases segmented.
+        seconds: wall time of the whole run (model loading and case discovery included).
+        cases_per_hour: ``cases * 3600 / seconds``.
+        peak_memory_mib: peak RSS of the segmenting process (the reading workers apart), MiB.
+        error: why it could not be measured.
+    """
+
+    label: str
+    threads: Optional[int] = None
+    cases: int = 0
+    seconds: Optional[float] = None
+    cases_per_hour: Optional[float] = None
+    peak_memory_mib: Optional[float] = None
+    error: Optional[str] = None
+
+
+@dataclass
 class BenchmarkResult:
     """Everything one benchmark run measured.
 
@@ -265,6 +304,8 @@ class BenchmarkResult:
         rows: one :class:`BenchmarkRow` per variant.
         end_to_end: the whole-case run, if any.
         notes: footnotes of the table (conventions, skipped rows).
+        whole_cases: more whole-case runs (the same case on a 0.5 mm grid).
+        throughput: cohort runs (cases per hour).
     """
 
     machine: Dict[str, Any]
@@ -272,6 +313,8 @@ class BenchmarkResult:
     rows: List[BenchmarkRow]
     end_to_end: Optional[EndToEndResult] = None
     notes: List[str] = field(default_factory=list)
+    whole_cases: List[EndToEndResult] = field(default_factory=list)
+    throughput: List[ThroughputResult] = field(default_factory=list)
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-serialisable form."""
@@ -285,6 +328,8 @@ class BenchmarkResult:
             "settings": self.settings,
             "rows": [asdict(row) for row in self.rows],
             "end_to_end": end_to_end,
+            "whole_cases": [asdict(run) for run in self.whole_cases],
+            "throughput": [asdict(run) for run in self.throughput],
             "notes": list(self.notes),
         }
 
@@ -621,6 +666,7 @@ def measure_window(
     time_budget_s: float = 20.0,
     seed: int = DEFAULT_SEED,
     output_path: Optional[str] = None,
+    busy_cores: int = 0,
 ) -> Dict[str, Any]:
     """Latency and peak memory of ``variant`` on one seeded window, in this process.
 
@@ -642,6 +688,8 @@ def measure_window(
         time_budget_s: stop timing once this many seconds of timed forwards are spent.
         seed: seed of the weights and of the input.
         output_path: save the last output (float32, CPU) there with ``torch.save``.
+        busy_cores: other processes that keep one core busy each while the forwards run (what
+            a UI thread or another program does to a desktop's cores), see :class:`BusyCores`.
 
     Returns:
         A dict with ``latency_runs_s``, ``latency_s`` (median), ``first_call_s``,
@@ -669,23 +717,24 @@ def measure_window(
 
     output = None
     first_call_s = None
-    for index in range(max(1, int(warmup))):
-        start = time.perf_counter()
-        output = forward_window(model, window_input, variant)
-        _synchronize(device)
-        if index == 0:
-            first_call_s = time.perf_counter() - start
-    runs: List[float] = []
-    cpu_before = os.times()
-    while len(runs) < max(1, int(repeats)):
-        if len(runs) >= min_repeats and sum(runs) >= time_budget_s:
-            break
-        del output  # the previous output is not kept alive during the next forward
-        start = time.perf_counter()
-        output = forward_window(model, window_input, variant)
-        _synchronize(device)
-        runs.append(time.perf_counter() - start)
-    cpu_after = os.times()
+    with BusyCores(busy_cores):
+        for index in range(max(1, int(warmup))):
+            start = time.perf_counter()
+            output = forward_window(model, window_input, variant)
+            _synchronize(device)
+            if index == 0:
+                first_call_s = time.perf_counter() - start
+        runs: List[float] = []
+        cpu_before = os.times()
+        while len(runs) < max(1, int(repeats)):
+            if len(runs) >= min_repeats and sum(runs) >= time_budget_s:
+                break
+            del output  # the previous output is not kept alive during the next forward
+            start = time.perf_counter()
+            output = forward_window(model, window_input, variant)
+            _synchronize(device)
+            runs.append(time.perf_counter() - start)
+        cpu_after = os.times()
 
     if cuda:
         peak_mib = torch.cuda.max_memory_allocated(device) / 2**20
@@ -721,6 +770,75 @@ def _run_isolated(function: Callable[[Dict[str, Any]], Any], task: Dict[str, Any
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         return pool.submit(function, task).result()
+
+
+class BusyCores:
+    """Context manager: ``count`` other processes, each keeping one core busy, while inside.
+
+    Each is a Python interpreter spinning in an empty loop (no memory traffic), started on
+    entry and killed on exit.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = max(0, int(count))
+        self._processes: List[Any] = []
+
+    def __enter__(self) -> BusyCores:
+        import subprocess
+
+        for _ in range(self.count):
+            self._processes.append(
+                subprocess.Popen([sys.executable, "-c", "while True: pass"])  # noqa: S603
+            )
+        if self._processes:
+            time.sleep(0.2)  # let them get scheduled before the timing starts
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for process in self._processes:
+            process.kill()
+        for process in self._processes:
+            process.wait()
+        self._processes.clear()
+
+
+def measure_matmul_peak(
+    threads: Optional[int] = None, size: int = 2048, repeats: int = 6
+) -> Dict[str, Any]:
+    """The best float32 matrix-product throughput of this CPU, in this process.
+
+    Times ``torch.mm`` of two ``size x size`` float32 matrices (2 * size^3 FLOPs, the
+    convention of the table's GFLOP column) ``repeats`` times after one warm-up product and
+    keeps the fastest: the practical peak that the network's convolutions and matrix products
+    are compared with.
+
+    Returns:
+        ``{"gflops", "size", "threads", "runs_s"}``.
+    """
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    generator = torch.Generator().manual_seed(DEFAULT_SEED)
+    left = torch.randn(size, size, generator=generator)
+    right = torch.randn(size, size, generator=generator)
+    result = torch.empty(size, size)
+    torch.mm(left, right, out=result)
+    runs = []
+    for _ in range(max(1, int(repeats))):
+        start = time.perf_counter()
+        torch.mm(left, right, out=result)
+        runs.append(time.perf_counter() - start)
+    return {
+        "gflops": 2.0 * size**3 / min(runs) / 1e9,
+        "size": size,
+        "threads": torch.get_num_threads(),
+        "runs_s": runs,
+    }
+
+
+def _measure_matmul_task(task: Dict[str, Any]) -> Dict[str, Any]:
+    return measure_matmul_peak(**task)
 
 
 # --------------------------------------------------------------------------------------------
@@ -800,11 +918,123 @@ def measure_end_to_end(
     return {
         "case": str(case_dir),
         "model": str(model_path),
+        "shape": _image_shape(images["t1ce"]),
         "runs_s": times,
         "stage_timings_s": {key: _json_number(value) for key, value in timings.items()},
         "peak_memory_mib": peak_mib,
         "report": report if isinstance(report, str) else None,
     }
+
+
+def _image_shape(path: Path) -> List[int]:
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    return [int(size) for size in reader.GetSize()]
+
+
+def write_resampled_case(
+    case_dir: os.PathLike, folder: os.PathLike, spacing_mm: float = 0.5
+) -> Path:
+    """The case's four images resampled to ``spacing_mm`` isotropic, as a scanner might write them.
+
+    Linear interpolation over the same field of view, stored 16-bit (as scanners do) in
+    uncompressed NIfTI files ``t1.nii``... in ``folder``; for the fine-grid whole-case row.
+
+    Returns:
+        ``folder``.
+    """
+    import SimpleITK as sitk
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for sequence, path in _case_images(Path(case_dir)).items():
+        image = sitk.ReadImage(str(path), sitk.sitkFloat32)
+        old_spacing = image.GetSpacing()
+        size = [
+            max(1, int(round(n * s / spacing_mm))) for n, s in zip(image.GetSize(), old_spacing)
+        ]
+        # the same field of view: the first voxel's centre moves by half a voxel, both grids
+        direction = image.GetDirection()
+        corner = image.TransformContinuousIndexToPhysicalPoint([-0.5, -0.5, -0.5])
+        axes = [direction[i::3] for i in range(3)]  # columns: the index axes in physical space
+        origin = [
+            corner[row] + sum(0.5 * spacing_mm * axes[axis][row] for axis in range(3))
+            for row in range(3)
+        ]
+        resampled = sitk.Resample(
+            image,
+            size,
+            sitk.Transform(),
+            sitk.sitkLinear,
+            origin,
+            [spacing_mm] * 3,
+            direction,
+            0.0,
+            sitk.sitkInt16,
+        )
+        sitk.WriteImage(resampled, str(folder / f"{sequence}.nii"), useCompression=False)
+    return folder
+
+
+def measure_throughput(
+    case_dir: os.PathLike,
+    model_path: os.PathLike,
+    *,
+    copies: int = 6,
+    device: str = "cpu",
+    threads: Optional[int] = None,
+    workers: int = 1,
+) -> Dict[str, Any]:
+    """Cases per hour of ``segment_cohort`` (``eoformer segment --cases``), in this process.
+
+    Makes a cohort of ``copies`` case folders that link to the same four images and segments
+    it into a temporary folder, with ``workers`` processes reading ahead.
+
+    Returns:
+        A dict with the fields of :class:`ThroughputResult` but ``label``.
+    """
+    import torch
+
+    from EoFormerSegmentationLib.cohort import segment_cohort
+
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    images = _case_images(Path(case_dir))
+    with tempfile.TemporaryDirectory(prefix="eoformer-throughput-") as temporary:
+        cohort = Path(temporary) / "cases"
+        for index in range(max(1, int(copies))):
+            folder = cohort / f"case_{index:03d}"
+            folder.mkdir(parents=True)
+            for sequence, path in images.items():
+                suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix
+                (folder / f"{sequence}{suffix}").symlink_to(Path(path).resolve())
+        summary = segment_cohort(
+            cohort,
+            Path(temporary) / "results",
+            model_path=model_path,
+            output_format="nii.gz",
+            device=device,
+            workers=workers,
+        )
+    if summary.failed:
+        case, error = summary.failed[0]
+        raise RuntimeError(f"{len(summary.failed)} case(s) failed, {case}: {error}")
+    peak_kib = _proc_status_kib("VmHWM")
+    return {
+        "threads": torch.get_num_threads(),
+        "cases": summary.segmented,
+        "seconds": summary.seconds,
+        "cases_per_hour": summary.cases_per_hour,
+        "peak_memory_mib": peak_kib / 1024.0 if peak_kib is not None else None,
+    }
+
+
+def _measure_throughput_task(task: Dict[str, Any]) -> Dict[str, Any]:
+    task = dict(task)
+    return measure_throughput(task.pop("case_dir"), task.pop("model_path"), **task)
 
 
 def _json_number(value: Any) -> Any:
@@ -828,7 +1058,7 @@ def _random_weight_checkpoint(folder: Path, eoformer_config: Optional[Dict[str, 
         "description": "randomly initialised EoFormer, for timing only (segmentations are "
         "meaningless)",
     }
-    return save_checkpoint(folder / "random-weights-benchmark.pt", model, card)
+    return save_checkpoint(folder / _RANDOM_WEIGHTS_FILE, model, card)
 
 
 # --------------------------------------------------------------------------------------------
@@ -951,6 +1181,10 @@ def run_benchmark(
     isolate: Optional[bool] = None,
     seed: int = DEFAULT_SEED,
     progress: Optional[Callable[[float, str], None]] = None,
+    matmul_peak: Optional[bool] = None,
+    contention: Optional[bool] = None,
+    fine_grid_mm: Optional[float] = 0.5,
+    throughput_cases: int = 6,
 ) -> BenchmarkResult:
     """Measure every row on the same input and return the table's data.
 
@@ -976,6 +1210,15 @@ def run_benchmark(
             no). The whole-case runs always get a fresh process when ``isolate`` is not False.
         seed: seed of the input and the weights.
         progress: called with (fraction done, message) before each measurement.
+        matmul_peak: measure this CPU's float32 matrix-product peak first and give every row's
+            GFLOP/s as a share of it (default: on CPU).
+        contention: time the fused EoFormer and SegResNet again while another process keeps
+            one core busy (default: on CPU).
+        fine_grid_mm: with ``end_to_end``, also segment the case resampled to this spacing
+            (a fine native grid: memory bound); ``None`` leaves it out.
+        throughput_cases: with ``end_to_end``, segment a cohort of this many copies of the
+            case for cases per hour, with ``threads`` threads and, where the machine has more
+            cores, with all of them; 0 leaves it out.
 
     Returns:
         The :class:`BenchmarkResult`.
@@ -1022,6 +1265,15 @@ def run_benchmark(
     machine = machine_info(device, threads)
     wall_start = time.perf_counter()
     system_start, own_start = _cpu_seconds()
+    matmul_peak = (not cuda) if matmul_peak is None else matmul_peak
+    contention = (not cuda) if contention is None else contention
+    peak_gflops = None
+    if matmul_peak and not cuda:
+        task = {"threads": threads}
+        peak = _run_isolated(_measure_matmul_task, task) if isolate else _measure_matmul_task(task)
+        peak_gflops = peak["gflops"]
+        machine["matmul_peak_gflops"] = round(peak_gflops, 1)
+        machine["matmul_peak_size"] = peak["size"]
     settings = {
         "device": device,
         "window": [1, in_channels, window, window, window],
@@ -1101,6 +1353,9 @@ def run_benchmark(
                     reference_output = output_path
             if row.latency_s and row.gflop is not None:
                 row.tflops = row.gflop / row.latency_s / 1000.0
+                if not cuda and peak_gflops:
+                    row.peak_tflops = peak_gflops / 1000.0
+                    row.percent_of_peak = 100.0 * row.tflops / row.peak_tflops
                 if cuda:
                     math = variant.precision
                     if math == "float32" and torch.backends.cudnn.allow_tf32:
@@ -1108,6 +1363,20 @@ def run_benchmark(
                     row.peak_tflops = device_peak_tflops(machine.get("gpu", ""), math)
                     if row.peak_tflops:
                         row.percent_of_peak = 100.0 * row.tflops / row.peak_tflops
+            if contention and not cuda and variant in _CONTENTION_ROWS and row.latency_s:
+                if progress is not None:
+                    progress(index / steps, f"{row.model} ({row.variant}), one core busy")
+                task.update(busy_cores=1, output_path=None)
+                try:
+                    busy = (
+                        _run_isolated(_measure_window_task, task)
+                        if isolate
+                        else (_measure_window_task(task))
+                    )
+                    row.latency_busy_core_s = busy["latency_s"]
+                    row.busy_core_slowdown = busy["latency_s"] / row.latency_s
+                except Exception as error:  # the row's own numbers stand
+                    notes.append(f"{row.model}, one core busy: not measured ({error}).")
         if reference_output is not None:
             for index, output_path in outputs.items():
                 rows[index].max_relative_difference = _relative_difference(
@@ -1115,6 +1384,8 @@ def run_benchmark(
                 )
 
         end_to_end_result = None
+        extra_cases: List[EndToEndResult] = []
+        throughput: List[ThroughputResult] = []
         if end_to_end:
             if progress is not None:
                 progress(len(variants) / steps, "whole case, end to end")
@@ -1139,6 +1410,19 @@ def run_benchmark(
             if target is not None and end_to_end_result.error is None:
                 target.end_to_end_s = end_to_end_result.cold_s
                 target.end_to_end_warm_s = end_to_end_result.warm_s
+            end_to_end_result.label = "as given"
+            if end_to_end_result.error is None:
+                extra_cases, throughput = _whole_case_extras(
+                    folder,
+                    device,
+                    Path(end_to_end_result.case),
+                    Path(model_path or folder / _RANDOM_WEIGHTS_FILE),
+                    threads,
+                    isolate_end_to_end,
+                    fine_grid_mm,
+                    throughput_cases,
+                    progress,
+                )
     if progress is not None:
         progress(1.0, "done")
     contention_notes: List[str] = []
@@ -1154,8 +1438,110 @@ def run_benchmark(
                 "during this run: timings may be longer than on an idle machine."
             )
     notes += _standard_notes(device, machine, isolate, end_to_end_result, model_path)
+    notes += _extra_notes(rows, extra_cases, throughput, machine)
     notes += contention_notes
-    return BenchmarkResult(machine, settings, rows, end_to_end_result, notes)
+    return BenchmarkResult(
+        machine, settings, rows, end_to_end_result, notes, extra_cases, throughput
+    )
+
+
+#: Rows timed again with one core busy (:func:`run_benchmark`'s ``contention``).
+_CONTENTION_ROWS = (Variant("eoformer", "fused"), Variant("segresnet"))
+
+_RANDOM_WEIGHTS_FILE = "random-weights-benchmark.pt"
+
+
+def _whole_case_extras(
+    folder: Path,
+    device: str,
+    case_dir: Path,
+    model_path: Path,
+    threads: Optional[int],
+    isolate: bool,
+    fine_grid_mm: Optional[float],
+    throughput_cases: int,
+    progress: Optional[Callable[[float, str], None]],
+) -> Tuple[List[EndToEndResult], List[ThroughputResult]]:
+    """The same case on a fine grid, and cohorts of copies of it (cases per hour)."""
+    run = _run_isolated if isolate else (lambda function, task: function(task))
+    extra_cases: List[EndToEndResult] = []
+    if fine_grid_mm:
+        label = f"resampled to {fine_grid_mm:g} mm"
+        result = EndToEndResult(case=str(case_dir), model=str(model_path), label=label)
+        if progress is not None:
+            progress(0.95, f"whole case, {label}")
+        try:
+            fine = write_resampled_case(case_dir, folder / "fine_grid", fine_grid_mm)
+            task = {
+                "case_dir": str(fine),
+                "model_path": str(model_path),
+                "device": device,
+                "runs": 1,
+                "threads": threads,
+            }
+            result = replace(result, **run(_measure_end_to_end_task, task))
+            result.case = str(case_dir)
+        except Exception as error:  # reported in the table instead of ending the run
+            result.error = f"{type(error).__name__}: {error}".strip()[:300]
+        extra_cases.append(result)
+    throughput: List[ThroughputResult] = []
+    if throughput_cases > 0:
+        thread_counts = [threads]
+        cores = os.cpu_count() or 1
+        if device.startswith("cuda"):
+            thread_counts = [threads]
+        elif threads is not None and cores > threads:
+            thread_counts.append(cores)
+        for count in thread_counts:
+            where = "GPU" if device.startswith("cuda") else f"{count or 'default'} CPU threads"
+            label = f"{throughput_cases} copies of the case, {where}"
+            if progress is not None:
+                progress(0.97, f"cohort, {label}")
+            entry = ThroughputResult(label=label, threads=count)
+            task = {
+                "case_dir": str(case_dir),
+                "model_path": str(model_path),
+                "copies": throughput_cases,
+                "device": device,
+                "threads": count,
+            }
+            try:
+                for key, value in run(_measure_throughput_task, task).items():
+                    setattr(entry, key, value)
+            except Exception as error:
+                entry.error = f"{type(error).__name__}: {error}".strip()[:300]
+            throughput.append(entry)
+    return extra_cases, throughput
+
+
+def _extra_notes(
+    rows: Sequence[BenchmarkRow],
+    extra_cases: Sequence[EndToEndResult],
+    throughput: Sequence[ThroughputResult],
+    machine: Dict[str, Any],
+) -> List[str]:
+    notes = []
+    if machine.get("matmul_peak_gflops"):
+        notes.append(
+            f"GFLOP/s and % of matmul peak: the row's GFLOP over its latency, against the best "
+            f"float32 torch.mm of two {machine.get('matmul_peak_size')}^2 matrices on the same "
+            f"threads in this run ({machine['matmul_peak_gflops']:.0f} GFLOP/s); element-wise "
+            "work is not counted, so 100 % is out of reach."
+        )
+    if any(row.latency_busy_core_s for row in rows):
+        notes.append(
+            "1 core busy: latency while another process spins on one core (as a UI thread or "
+            "another program does), same threads; in brackets the ratio to the quiet latency."
+        )
+    if extra_cases or throughput:
+        notes.append(
+            "Whole cases: files read to segmentation written, each in a fresh process; the "
+            "resampled case is the same case interpolated onto the finer grid and stored "
+            "16-bit; peak memory is the process's peak resident set size. Cohorts: "
+            "segment_cohort (eoformer segment --cases) on copies of the case, one process "
+            "reading ahead; cases per hour over the whole run, model loading included."
+        )
+    return notes
 
 
 def _end_to_end(
@@ -1299,8 +1685,14 @@ def format_table(result: BenchmarkResult, markdown: bool = False) -> str:
         "Runs",
         "Peak mem (MiB)",
     ]
+    matmul = not cuda and any(row.percent_of_peak is not None for row in result.rows)
+    busy = not cuda and any(row.latency_busy_core_s is not None for row in result.rows)
     if cuda:
         headers += ["TFLOP/s", "% of peak"]
+    elif matmul:
+        headers += ["GFLOP/s", "% of matmul peak"]
+    if busy:
+        headers.append("Latency, 1 core busy (s)")
     headers += ["Max rel. diff", "End to end (s)"]
     table: List[List[str]] = []
     for row in result.rows:
@@ -1329,6 +1721,17 @@ def format_table(result: BenchmarkResult, markdown: bool = False) -> str:
                 _format_number(row.tflops, 3),
                 f"{row.percent_of_peak:.1f}" if row.percent_of_peak is not None else "-",
             ]
+        elif matmul:
+            cells += [
+                _format_number(row.tflops * 1000.0 if row.tflops is not None else None, 3),
+                f"{row.percent_of_peak:.0f}" if row.percent_of_peak is not None else "-",
+            ]
+        if busy:
+            cells.append(
+                f"{_format_number(row.latency_busy_core_s)} (x{row.busy_core_slowdown:.2f})"
+                if row.latency_busy_core_s is not None
+                else "-"
+            )
         cells += [
             f"{row.max_relative_difference:.1e}"
             if row.max_relative_difference is not None
@@ -1352,26 +1755,80 @@ def format_table(result: BenchmarkResult, markdown: bool = False) -> str:
         f"; device {result.settings.get('device')}, input 1x{window[1]}x{window[2]}^3 float32."
     )
 
-    lines: List[str] = []
+    lines = _table_lines(headers, table, markdown)
+    whole_headers, whole_table = _whole_case_table(result)
+    if whole_table:
+        lines.append("")
+        lines += _table_lines(whole_headers, whole_table, markdown)
+    lines.append("")
+    lines.append(machine_line)
     if markdown:
-        lines.append("| " + " | ".join(headers) + " |")
-        lines.append("|" + "|".join(" --- " for _ in headers) + "|")
-        lines += ["| " + " | ".join(cells) + " |" for cells in table]
         lines.append("")
-        lines.append(machine_line)
-        lines.append("")
-        lines += [f"- {note}" for note in result.notes]
-    else:
-        widths = [
-            max(len(headers[i]), *(len(cells[i]) for cells in table)) for i in range(len(headers))
-        ]
-        lines.append("  ".join(header.ljust(width) for header, width in zip(headers, widths)))
-        lines.append("  ".join("-" * width for width in widths))
-        lines += [
-            "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
-            for cells in table
-        ]
-        lines.append("")
-        lines.append(machine_line)
-        lines += [f"* {note}" for note in result.notes]
+    lines += [f"{'-' if markdown else '*'} {note}" for note in result.notes]
     return "\n".join(lines) + "\n"
+
+
+def _table_lines(headers: List[str], table: List[List[str]], markdown: bool) -> List[str]:
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |"]
+        lines.append("|" + "|".join(" --- " for _ in headers) + "|")
+        return lines + ["| " + " | ".join(cells) + " |" for cells in table]
+    widths = [
+        max(len(headers[i]), *(len(cells[i]) for cells in table)) for i in range(len(headers))
+    ]
+    lines = ["  ".join(header.ljust(width) for header, width in zip(headers, widths))]
+    lines.append("  ".join("-" * width for width in widths))
+    return lines + [
+        "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
+        for cells in table
+    ]
+
+
+def _whole_case_table(result: BenchmarkResult) -> Tuple[List[str], List[List[str]]]:
+    """Whole cases (time, peak memory, stages) and cohorts (cases per hour), one row each."""
+    headers = [
+        "Whole case",
+        "Voxels",
+        "Time (s)",
+        "Peak memory (MiB)",
+        "Stages of the last run (s)",
+    ]
+    table: List[List[str]] = []
+    runs = ([result.end_to_end] if result.end_to_end is not None else []) + list(result.whole_cases)
+    for run in runs:
+        name = f"{Path(run.case).name}, {run.label}" if run.label else Path(run.case).name
+        if run.error:
+            table.append([name, "-", f"failed: {run.error[:60]}", "-", "-"])
+            continue
+        time_cell = f"{run.cold_s:.2f}" if run.cold_s is not None else "-"
+        if run.warm_s is not None:
+            time_cell += f" cold, {run.warm_s:.2f} warm"
+        stages = ", ".join(
+            f"{key} {value:.2f}"
+            for key, value in run.stage_timings_s.items()
+            if isinstance(value, float)
+        )
+        table.append(
+            [
+                name,
+                " x ".join(str(n) for n in run.shape) if run.shape else "-",
+                time_cell,
+                f"{run.peak_memory_mib:.0f}" if run.peak_memory_mib is not None else "-",
+                stages or "-",
+            ]
+        )
+    for cohort in result.throughput:
+        name = f"cohort: {cohort.label}"
+        if cohort.error:
+            table.append([name, "-", f"failed: {cohort.error[:60]}", "-", "-"])
+            continue
+        table.append(
+            [
+                name,
+                "-",
+                f"{cohort.seconds:.1f} for {cohort.cases} cases",
+                f"{cohort.peak_memory_mib:.0f}" if cohort.peak_memory_mib is not None else "-",
+                f"{cohort.cases_per_hour:.0f} cases per hour" if cohort.cases_per_hour else "-",
+            ]
+        )
+    return headers, table

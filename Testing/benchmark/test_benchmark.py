@@ -202,3 +202,62 @@ def test_optimised_paths_give_the_unoptimised_output(variant, tolerance):
     assert value_range > 0.1
     difference = float((output.float() - reference).abs().max()) / value_range
     assert difference < tolerance
+
+
+def _small_case(folder):
+    """Four 48 mm, 1 mm sequences: a ball of "brain" with a bright cube in it."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    folder.mkdir(parents=True)
+    grid = np.indices((48, 48, 48)) - 23.5
+    brain = (grid**2).sum(axis=0) < 20**2
+    cube = (np.abs(grid - np.array([4, 0, 0])[:, None, None, None]) < 6).all(axis=0)
+    for index, sequence in enumerate(("t1", "t1ce", "t2", "flair")):
+        array = (100.0 + 10 * index) * brain + 200.0 * cube
+        sitk.WriteImage(
+            sitk.GetImageFromArray(array.astype(np.float32)), str(folder / f"{sequence}.nii.gz")
+        )
+    return folder
+
+
+def test_matmul_peak_busy_core_fine_grid_and_cohort_rows(tmp_path):
+    result = run_benchmark(
+        device="cpu",
+        networks=["eoformer"],
+        variants=[Variant("eoformer", "unfused"), Variant("eoformer", "fused")],
+        window=32,
+        threads=1,
+        repeats=1,
+        eoformer_config=SMALL_EOFORMER,
+        case_dir=_small_case(tmp_path / "case"),
+        end_to_end_runs=1,
+        fine_grid_mm=0.5,
+        throughput_cases=2,
+        isolate=False,
+    )
+    assert result.machine["matmul_peak_gflops"] > 0
+    fused = result.rows[1]
+    assert fused.error is None
+    assert fused.percent_of_peak == pytest.approx(
+        100 * fused.gflop / fused.latency_s / result.machine["matmul_peak_gflops"], rel=0.01
+    )
+    # the fused row is timed again with one core busy; the reference row is not
+    assert fused.latency_busy_core_s > 0
+    assert fused.busy_core_slowdown == pytest.approx(fused.latency_busy_core_s / fused.latency_s)
+    assert result.rows[0].latency_busy_core_s is None
+    # the whole case, then the same case on a 0.5 mm grid (twice the voxels per axis)
+    assert result.end_to_end.error is None and result.end_to_end.shape == [48, 48, 48]
+    fine = result.whole_cases[0]
+    assert fine.error is None, fine.error
+    assert fine.shape == [96, 96, 96] and fine.peak_memory_mib > 0
+    # cohorts of two copies of the case: with the asked threads, and with every core if more
+    assert result.throughput and all(run.error is None for run in result.throughput)
+    assert all(run.cases == 2 and run.cases_per_hour > 0 for run in result.throughput)
+    assert result.throughput[0].threads == 1
+    text = format_table(result, markdown=True)
+    for expected in ("% of matmul peak", "1 core busy", "resampled to 0.5 mm", "cases per hour"):
+        assert expected in text
+    written = json.loads(result.write_json(tmp_path / "bench.json").read_text())
+    assert written["whole_cases"][0]["shape"] == [96, 96, 96]
+    assert written["throughput"][0]["cases"] == 2

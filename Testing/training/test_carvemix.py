@@ -35,7 +35,9 @@ def test_the_donor_tumour_arrives_with_its_label_and_nothing_else_changes():
     np.testing.assert_array_equal(target.label, before[1])
     # both tumours are labelled, each exactly as in its own case
     np.testing.assert_array_equal(mixed["label"][5:15, 5:15, 5:15], target.label[5:15, 5:15, 5:15])
-    np.testing.assert_array_equal(mixed["label"][23:33, 23:33, 13:23], donor.label[23:33, 23:33, 13:23])
+    np.testing.assert_array_equal(
+        mixed["label"][23:33, 23:33, 13:23], donor.label[23:33, 23:33, 13:23]
+    )
     # the image changed only within 3 mm of the donor's tumour, and there it is the donor's
     changed = np.any(mixed["image"] != target.image, axis=0)
     donor_tumour = donor.label > 0

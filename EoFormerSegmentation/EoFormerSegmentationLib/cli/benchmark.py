@@ -120,6 +120,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not segment a whole case",
     )
     parser.add_argument(
+        "--fine-grid",
+        type=positive_float,
+        default=0.5,
+        metavar="MM",
+        help="also segment the case resampled to MM mm (peak memory on fine native grids; "
+        "default 0.5)",
+    )
+    parser.add_argument(
+        "--skip-fine-grid", action="store_true", help="leave out the fine-grid whole case"
+    )
+    parser.add_argument(
+        "--cohort-cases",
+        type=non_negative_int,
+        default=6,
+        metavar="N",
+        help="segment a cohort of N copies of the case for cases per hour, with --threads "
+        "threads and with all cores (default 6; 0 leaves it out)",
+    )
+    parser.add_argument(
+        "--skip-contention",
+        action="store_true",
+        help="on CPU, do not time the fused EoFormer and SegResNet again with one core busy",
+    )
+    parser.add_argument(
         "--in-process",
         action="store_true",
         help="measure every row in this process instead of a fresh one per row (faster, "
@@ -170,10 +194,16 @@ def run(args: argparse.Namespace) -> int:
         end_to_end_runs=args.end_to_end_runs,
         isolate=False if args.in_process else None,
         progress=progress,
+        contention=False if args.skip_contention else None,
+        fine_grid_mm=None if args.skip_fine_grid else args.fine_grid,
+        throughput_cases=args.cohort_cases,
     )
     print(format_table(result, markdown=args.markdown), end="")
     if args.json is not None:
         result.write_json(args.json)
         if not args.quiet:
             print(f"results written to {args.json}", file=sys.stderr)
-    return 1 if any(row.error for row in result.rows) else 0
+    failed = any(row.error for row in result.rows) or any(
+        run.error for run in [result.end_to_end, *result.whole_cases, *result.throughput] if run
+    )
+    return 1 if failed else 0

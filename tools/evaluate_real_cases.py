@@ -157,7 +157,11 @@ def main() -> int:
     parser.add_argument("--cases", nargs="+", type=Path, required=True)
     parser.add_argument("--model", action="append", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="report folder")
-    parser.add_argument("--postprocessing", type=Path, help="report whose 'chosen' to apply")
+    parser.add_argument(
+        "--postprocessing",
+        type=Path,
+        help="report whose 'chosen' to apply, or a model card (.json) whose post-processing to apply",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--inference", default="window", choices=("auto", "window", "whole"))
@@ -168,7 +172,8 @@ def main() -> int:
     fixed = None
     if arguments.postprocessing:
         saved = json.loads(arguments.postprocessing.read_text(encoding="utf-8"))
-        fixed = PostprocessingSettings(**saved["chosen"])
+        # an earlier report's choice, or a model card's post-processing
+        fixed = PostprocessingSettings(**saved.get("chosen", saved.get("postprocessing", {})))
     grid = [fixed] if fixed else settings_grid()
     default = PostprocessingSettings()
 

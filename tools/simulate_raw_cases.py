@@ -20,6 +20,12 @@ reference label on the T1ce's grid, in a case folder of the plain layout (``t1.n
     are written as 16-bit integers. The label follows the T1ce (no motion), so the answer is
     known exactly on the grid the output is written on.
 
+``--carry DIR`` carries other label maps of the same cases (``DIR/<case>.nii.gz``, on the
+case's own grid: for instance the model's predictions on the cases as BraTS prepared them)
+onto the new grid exactly as the reference is carried, into ``--carry-out``
+(``<case>_<suffix>.nii.gz``). Scored against the carried reference, they tell how much of a
+loss in Dice comes from judging on the coarser grid rather than from the raw scans.
+
 Run from the repository root::
 
     python tools/simulate_raw_cases.py --cases ../shared/data/brats/BraTS2021_00014 \\
@@ -32,7 +38,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -132,19 +138,20 @@ def read_case(folder: Path) -> Tuple[Dict[str, sitk.Image], sitk.Image, str]:
 
 
 def thick_case(
-    images: Dict[str, sitk.Image], label: sitk.Image, thickness: float
-) -> Tuple[Dict[str, sitk.Image], sitk.Image]:
-    """Every sequence in axial slabs of ``thickness`` mm; the label on the same grid."""
+    images: Dict[str, sitk.Image], labels: Sequence[sitk.Image], thickness: float
+) -> Tuple[Dict[str, sitk.Image], List[sitk.Image]]:
+    """Every sequence in axial slabs of ``thickness`` mm; the label maps on the same grid."""
     spacing = list(images["t1ce"].GetSpacing()[:2]) + [float(thickness)]
     grid = slab_grid(images["t1ce"], spacing)
     acquired = {key: acquire(image, grid) for key, image in images.items()}
-    return acquired, acquire(label, grid, label=True)
+    return acquired, [acquire(label, grid, label=True) for label in labels]
 
 
 def raw_case(
-    images: Dict[str, sitk.Image], label: sitk.Image, head_path: Path
-) -> Tuple[Dict[str, sitk.Image], sitk.Image]:
-    """The case's brain inside a real head, each sequence acquired on its own grid."""
+    images: Dict[str, sitk.Image], labels: Sequence[sitk.Image], head_path: Path
+) -> Tuple[Dict[str, sitk.Image], List[sitk.Image]]:
+    """The case's brain inside a real head, each sequence acquired on its own grid; the label
+    maps (the reference first) carried onto the T1ce's grid."""
     from EoFormerSegmentationLib.brain_extraction import extract_brain
     from EoFormerSegmentationLib.geometry import (
         array_to_image,
@@ -160,7 +167,10 @@ def raw_case(
 
     case_grid = network_grid(images["t1ce"])
     arrays = {key: image_to_array(resample_onto(images[key], case_grid)) for key in SEQUENCES}
-    tumor = image_to_array(resample_onto(label, case_grid, sitk.sitkNearestNeighbor))
+    tumors = [
+        image_to_array(resample_onto(label, case_grid, sitk.sitkNearestNeighbor))
+        for label in labels
+    ]
     case_brain = np.any([arrays[key] != 0 for key in SEQUENCES], axis=0)
 
     def box(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -185,15 +195,17 @@ def raw_case(
         gain = head_median / float(np.median(arrays[key][case_brain]))
         composite = np.where(brain_in_head, warped * gain, head)
         composites[key] = array_to_image(composite.astype(np.float32), head_grid)
-    tumor_in_head = array_to_image(into_head(tumor, 0).astype(np.uint8), head_grid)
+    tumors_in_head = [
+        array_to_image(into_head(tumor, 0).astype(np.uint8), head_grid) for tumor in tumors
+    ]
 
     acquired = {}
     grids = {}
     for key, (spacing, tilt, motion) in ACQUISITIONS.items():
         grids[key] = slab_grid(composites[key], spacing, tilt)
         acquired[key] = acquire(composites[key], grids[key], motion)
-    reference = acquire(tumor_in_head, grids["t1ce"], label=True)
-    return acquired, reference
+    carried = [acquire(tumor, grids["t1ce"], label=True) for tumor in tumors_in_head]
+    return acquired, carried
 
 
 def write_case(
@@ -218,19 +230,34 @@ def main() -> int:
     parser.add_argument("--thickness", type=float, default=5.0, help="slab, mm (thick mode)")
     parser.add_argument("--head", type=Path, default=DEFAULT_HEAD, help="real head (raw mode)")
     parser.add_argument("--out", type=Path, required=True, help="folder of the new cases")
+    parser.add_argument(
+        "--carry", type=Path, help="folder of other label maps of the cases, <case>.nii.gz"
+    )
+    parser.add_argument("--carry-out", type=Path, help="where the carried label maps go")
     arguments = parser.parse_args()
+    if arguments.carry and not arguments.carry_out:
+        parser.error("--carry needs --carry-out")
 
     written = []
     for folder in arguments.cases:
         images, label, name = read_case(folder)
+        labels = [label]
+        if arguments.carry:
+            other = arguments.carry / f"{name}.nii.gz"
+            if not other.is_file():
+                parser.error(f"--carry: {other} not found")
+            labels.append(sitk.ReadImage(str(other), sitk.sitkUInt8))
         if arguments.mode == "thick":
-            acquired, reference = thick_case(images, label, arguments.thickness)
+            acquired, carried = thick_case(images, labels, arguments.thickness)
             suffix = f"thick{arguments.thickness:g}mm"
         else:
-            acquired, reference = raw_case(images, label, arguments.head)
+            acquired, carried = raw_case(images, labels, arguments.head)
             suffix = "raw"
         target = arguments.out / f"{name}_{suffix}"
-        write_case(target, acquired, reference, as_int16=arguments.mode == "raw")
+        write_case(target, acquired, carried[0], as_int16=arguments.mode == "raw")
+        if arguments.carry:
+            arguments.carry_out.mkdir(parents=True, exist_ok=True)
+            sitk.WriteImage(carried[1], str(arguments.carry_out / f"{name}_{suffix}.nii.gz"), True)
         written.append(str(target))
         print(
             f"{target}: "

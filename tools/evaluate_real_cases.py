@@ -165,6 +165,8 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--inference", default="window", choices=("auto", "window", "whole"))
+    parser.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap")
+    parser.add_argument("--sw-batch-size", type=int, help="windows per network call")
     arguments = parser.parse_args()
 
     cases = discover_cases([str(c) for c in arguments.cases], require_label=True)
@@ -199,6 +201,8 @@ def main() -> int:
                 tta=arguments.tta,
                 keep_probabilities=True,
                 inference=arguments.inference,
+                overlap=arguments.overlap,
+                sw_batch_size=arguments.sw_batch_size,
             )
             timings[case.name] = {**result.timings_s, "seconds": time.perf_counter() - started}
             processing[case.name] = {**result.processing, "notes": list(result.notes)}
@@ -235,6 +239,12 @@ def main() -> int:
         "cases": [case.name for case in cases],
         "chosen": dataclasses.asdict(chosen),
         "chosen_on": models[candidate]["name"],
+        "inference": {
+            "mode": arguments.inference,
+            "overlap": arguments.overlap,
+            "sw_batch_size": arguments.sw_batch_size,
+            "tta": arguments.tta,
+        },
         "default": dataclasses.asdict(default),
         "sweep": [{"settings": dataclasses.asdict(s), "mean_dice": m} for s, m in zip(grid, means)],
         "models": {},

@@ -109,15 +109,16 @@ def bundle_real(arguments: argparse.Namespace, out: Path) -> int:
     training_cases = card.get("training_data", {}).get("cases", [])
     card["name"] = out.stem
     card["intended_use"] = INTENDED_USE
+    init = (card.get("training") or {}).get("init")
+    start = init.get("name") if isinstance(init, dict) else None
     card["training_data"] = {
         "real_cases": [{"case": c, "source": _case_source(c)} for c in training_cases],
         "labels": "expert manual BraTS labels (1 NCR, 2 ED, 4 ET); images stored 8-bit",
         "citation": BRATS_CITATION,
-        "note": f"trained on {len(training_cases)} real BraTS cases, starting from "
-        "eoformer_glioma_synthetic_v1 (synthetic cases only); the held-out cases below were "
-        "never trained on",
+        "note": f"trained on {len(training_cases)} real BraTS cases"
+        + (f", starting from {start}" if start else ", from random weights")
+        + "; the held-out cases below were never trained on",
     }
-    init = (card.get("training") or {}).get("init")
     if isinstance(init, dict) and init.get("path"):
         init["path"] = Path(init["path"]).name  # where it was on the training machine is noise
     card["postprocessing"] = heldout["chosen"]

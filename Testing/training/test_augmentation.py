@@ -37,16 +37,29 @@ def test_strong_augmentation_gives_crops_of_the_asked_size_with_nested_regions()
 def test_strong_augmentation_keeps_the_background_exactly_zero():
     case = _case()
     transform = training_transforms(64, crops_per_case=6, augmentation="strong")
-    transform.set_random_state(seed=5)
     zero_voxels = 0
-    for crop in transform(case):
-        outside = (crop["image"] == 0).all(dim=0)
-        zero_voxels += int(outside.sum())
-        # noise and shifts act inside the brain only: no voxel is non-zero in one channel
-        # and exactly zero in another
-        partly = ((crop["image"] == 0).any(dim=0)) & ~outside
-        assert int(partly.sum()) == 0
+    for seed in range(4):
+        transform.set_random_state(seed=seed)
+        for crop in transform(case):
+            outside = (crop["image"] == 0).all(dim=0)
+            zero_voxels += int(outside.sum())
+            # noise and shifts act inside the brain only: no voxel of the background turns
+            # non-zero in some channels. Only a simulated thick slab may leave the odd voxel
+            # at the brain's edge at 0 in the channel it degraded (the slab beyond was empty).
+            partly = ((crop["image"] == 0).any(dim=0)) & ~outside
+            assert int(partly.sum()) <= 1e-3 * int((~outside).sum())
     assert zero_voxels > 0
+
+
+def test_seeding_the_pipeline_seeds_the_intensity_augmentations():
+    transform = training_transforms(32, crops_per_case=2, augmentation="strong")
+    crops = []
+    for _ in range(2):
+        np.random.seed(len(crops))  # a different global state each time must not matter
+        transform.set_random_state(seed=11)
+        crops.append([crop["image"] for crop in transform(_case())])
+    for first, second in zip(*crops):
+        assert torch.equal(first, second)
 
 
 def test_an_unknown_augmentation_is_refused():

@@ -170,19 +170,24 @@ class RandThickSlicesd(Randomizable, MapTransform):
         return result
 
 
-class _KeepBackgroundZerod(MapTransform):
+class _KeepBackgroundZerod(Randomizable, MapTransform):
     """Zero the image outside the brain mask taken when the transform was made.
 
     Intensity augmentations (noise, blur, shifts) would otherwise make the background, which
-    is exactly 0 in every input the engine gives the network, non-zero.
+    is exactly 0 in every input the engine gives the network, non-zero. It is
+    ``Randomizable`` so that seeding the whole pipeline (``Compose.set_random_state``) seeds
+    the inner transforms too.
 
     Args:
         inner: the intensity transforms to apply inside the brain.
     """
 
     def __init__(self, inner: Compose) -> None:
-        super().__init__(keys="image")
+        MapTransform.__init__(self, keys="image")
         self.inner = inner
+
+    def randomize(self, data: Optional[object] = None) -> None:
+        """Nothing to draw here: the inner transforms draw their own parameters."""
 
     def set_random_state(self, seed=None, state=None):
         self.inner.set_random_state(seed=seed, state=state)

@@ -427,11 +427,16 @@ def build_network(
     ``init_filters=16`` (MONAI's BraTS tutorial); SwinUNETR ``feature_size=48``; UNETR
     ``feature_size=16``, ``hidden_size=768``, ``mlp_dim=3072``, 12 heads, ``img_size=window``.
     """
+    import importlib.util
     import inspect
 
     import torch
 
     torch.manual_seed(seed)
+    if network in ("swinunetr", "unetr") and importlib.util.find_spec("einops") is None:
+        raise RuntimeError(
+            f"{NETWORKS[network]} needs einops: pip install einops (or the [benchmark] extra)"
+        )
     if network == "eoformer":
         from EoFormerSegmentationLib.network.eoformer import EoFormer
 
@@ -913,7 +918,7 @@ def measure_end_to_end(
     else:
         peak_kib = _proc_status_kib("VmHWM")
         peak_mib = peak_kib / 1024.0 if peak_kib is not None else None
-    timings = dict(getattr(result, "timings", {}) or {})
+    timings = dict(getattr(result, "timings_s", {}) or {})
     report = result.report() if hasattr(result, "report") else None
     return {
         "case": str(case_dir),

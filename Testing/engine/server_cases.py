@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import http.client
 import json
 import socket
@@ -142,5 +144,6 @@ def blocking_runner(release: threading.Event) -> Callable:
 
 
 def files_under(folder: Path) -> list:
-    """Every file (not folder) under ``folder``."""
-    return sorted(path for path in Path(folder).rglob("*") if path.is_file())
+    """Every file (not folder) under ``folder``; folders that the server deletes while they
+    are walked are skipped (``os.walk`` ignores them, ``Path.rglob`` would raise)."""
+    return sorted(Path(root) / name for root, _, names in os.walk(folder) for name in names)

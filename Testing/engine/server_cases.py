@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import http.client
 import json
+import os
 import socket
 import threading
 import time

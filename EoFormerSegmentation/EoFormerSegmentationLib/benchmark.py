@@ -770,6 +770,11 @@ def _measure_window_task(task: Dict[str, Any]) -> Dict[str, Any]:
     return measure_window(variant, **task)
 
 
+def _runner(isolate: bool) -> Callable[[Callable[[Dict[str, Any]], Any], Dict[str, Any]], Any]:
+    """:func:`_run_isolated` when ``isolate``, else a call in this process."""
+    return _run_isolated if isolate else (lambda function, task: function(task))
+
+
 def _run_isolated(function: Callable[[Dict[str, Any]], Any], task: Dict[str, Any]) -> Any:
     """Run ``function(task)`` in a fresh spawned Python process and return its result."""
     context = multiprocessing.get_context("spawn")
@@ -945,7 +950,8 @@ def write_resampled_case(
 ) -> Path:
     """The case's four images resampled to ``spacing_mm`` isotropic, as a scanner might write them.
 
-    Linear interpolation over the same field of view, stored 16-bit (as scanners do) in
+    Linear interpolation onto a grid covering the same field of view
+    (:func:`~EoFormerSegmentationLib.geometry.network_grid`), stored 16-bit (as scanners do) in
     uncompressed NIfTI files ``t1.nii``... in ``folder``; for the fine-grid whole-case row.
 
     Returns:
@@ -953,34 +959,16 @@ def write_resampled_case(
     """
     import SimpleITK as sitk
 
+    from EoFormerSegmentationLib.geometry import network_grid, resample_onto
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for sequence, path in _case_images(Path(case_dir)).items():
         image = sitk.ReadImage(str(path), sitk.sitkFloat32)
-        old_spacing = image.GetSpacing()
-        size = [
-            max(1, int(round(n * s / spacing_mm))) for n, s in zip(image.GetSize(), old_spacing)
-        ]
-        # the same field of view: the first voxel's centre moves by half a voxel, both grids
-        direction = image.GetDirection()
-        corner = image.TransformContinuousIndexToPhysicalPoint([-0.5, -0.5, -0.5])
-        axes = [direction[i::3] for i in range(3)]  # columns: the index axes in physical space
-        origin = [
-            corner[row] + sum(0.5 * spacing_mm * axes[axis][row] for axis in range(3))
-            for row in range(3)
-        ]
-        resampled = sitk.Resample(
-            image,
-            size,
-            sitk.Transform(),
-            sitk.sitkLinear,
-            origin,
-            [spacing_mm] * 3,
-            direction,
-            0.0,
-            sitk.sitkInt16,
+        resampled = resample_onto(image, network_grid(image, spacing_mm))
+        sitk.WriteImage(
+            sitk.Cast(resampled, sitk.sitkInt16), str(folder / f"{sequence}.nii"), False
         )
-        sitk.WriteImage(resampled, str(folder / f"{sequence}.nii"), useCompression=False)
     return folder
 
 
@@ -1004,6 +992,7 @@ def measure_throughput(
     import torch
 
     from EoFormerSegmentationLib.cohort import segment_cohort
+    from EoFormerSegmentationLib.training.datasets import _image_suffix
 
     if threads is not None:
         torch.set_num_threads(int(threads))
@@ -1014,8 +1003,7 @@ def measure_throughput(
             folder = cohort / f"case_{index:03d}"
             folder.mkdir(parents=True)
             for sequence, path in images.items():
-                suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix
-                (folder / f"{sequence}{suffix}").symlink_to(Path(path).resolve())
+                (folder / f"{sequence}{_image_suffix(path)}").symlink_to(Path(path).resolve())
         summary = segment_cohort(
             cohort,
             Path(temporary) / "results",
@@ -1275,7 +1263,7 @@ def run_benchmark(
     peak_gflops = None
     if matmul_peak and not cuda:
         task = {"threads": threads}
-        peak = _run_isolated(_measure_matmul_task, task) if isolate else _measure_matmul_task(task)
+        peak = _runner(isolate)(_measure_matmul_task, task)
         peak_gflops = peak["gflops"]
         machine["matmul_peak_gflops"] = round(peak_gflops, 1)
         machine["matmul_peak_size"] = peak["size"]
@@ -1341,10 +1329,7 @@ def run_benchmark(
                 "output_path": output_path,
             }
             try:
-                if isolate:
-                    measured = _run_isolated(_measure_window_task, task)
-                else:
-                    measured = _measure_window_task(task)
+                measured = _runner(isolate)(_measure_window_task, task)
             except Exception as error:  # a failing row (e.g. out of memory) must not end the run
                 row.error = f"{type(error).__name__}: {error}".strip()[:300]
                 if cuda:
@@ -1373,11 +1358,7 @@ def run_benchmark(
                     progress(index / steps, f"{row.model} ({row.variant}), one core busy")
                 task.update(busy_cores=1, output_path=None)
                 try:
-                    busy = (
-                        _run_isolated(_measure_window_task, task)
-                        if isolate
-                        else (_measure_window_task(task))
-                    )
+                    busy = _runner(isolate)(_measure_window_task, task)
                     row.latency_busy_core_s = busy["latency_s"]
                     row.busy_core_slowdown = busy["latency_s"] / row.latency_s
                 except Exception as error:  # the row's own numbers stand
@@ -1468,7 +1449,7 @@ def _whole_case_extras(
     progress: Optional[Callable[[float, str], None]],
 ) -> Tuple[List[EndToEndResult], List[ThroughputResult]]:
     """The same case on a fine grid, and cohorts of copies of it (cases per hour)."""
-    run = _run_isolated if isolate else (lambda function, task: function(task))
+    run = _runner(isolate)
     extra_cases: List[EndToEndResult] = []
     if fine_grid_mm:
         label = f"resampled to {fine_grid_mm:g} mm"
@@ -1493,9 +1474,7 @@ def _whole_case_extras(
     if throughput_cases > 0:
         thread_counts = [threads]
         cores = os.cpu_count() or 1
-        if device.startswith("cuda"):
-            thread_counts = [threads]
-        elif threads is not None and cores > threads:
+        if not device.startswith("cuda") and threads is not None and cores > threads:
             thread_counts.append(cores)
         for count in thread_counts:
             where = "GPU" if device.startswith("cuda") else f"{count or 'default'} CPU threads"
@@ -1574,10 +1553,7 @@ def _end_to_end(
             "runs": runs,
             "threads": threads,
         }
-        if isolate:
-            measured = _run_isolated(_measure_end_to_end_task, task)
-        else:
-            measured = _measure_end_to_end_task(task)
+        measured = _runner(isolate)(_measure_end_to_end_task, task)
     except Exception as error:  # reported in the table instead of ending the run
         result.error = f"{type(error).__name__}: {error}".strip()[:300]
         return result

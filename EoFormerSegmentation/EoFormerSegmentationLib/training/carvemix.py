@@ -74,7 +74,7 @@ def carve_mix(
         ``None`` when the cases cannot be mixed: no label, no donor tumour, grids that do not
         line up, or no donor tumour inside the target's brain.
     """
-    if target.label is None or donor.label is None or not np.any(donor.label):
+    if target.label is None or donor.label is None:
         return None
     offset = donor_offset(target, donor)
     if offset is None:

@@ -674,11 +674,12 @@ class CaseCropStream(CropStream):
         if epoch != self._order_epoch:
             self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.cases))
             self._order_epoch = epoch
-        target = self._load(int(self._order[position]))
+        chosen = int(self._order[position])
+        target = self._load(chosen)
         if self.carvemix > 0 and len(self.cases) > 1:
             rng = np.random.default_rng([self.seed, index, 0xCA7])
             if rng.random() < self.carvemix:
-                return self._mixed(target, int(self._order[position]), rng)
+                return self._mixed(target, chosen, rng)
         return target.as_dict()
 
     def _mixed(self, target: LoadedCase, position: int, rng: np.random.Generator) -> Dict:

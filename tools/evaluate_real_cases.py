@@ -167,6 +167,11 @@ def main() -> int:
     parser.add_argument("--inference", default="window", choices=("auto", "window", "whole"))
     parser.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap")
     parser.add_argument("--sw-batch-size", type=int, help="windows per network call")
+    parser.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="also score the mean of the given models' probabilities (as one more model)",
+    )
     arguments = parser.parse_args()
 
     cases = discover_cases([str(c) for c in arguments.cases], require_label=True)
@@ -230,6 +235,23 @@ def main() -> int:
             "sha256": loaded.sha256,
             "timings_s": timings,
             "processing": processing,
+        }
+
+    if arguments.ensemble and len(models) > 1:
+        members = list(models)
+        key = "ensemble"
+        name = "ensemble(" + "+".join(models[member]["name"] for member in members) + ")"
+        kept[key] = {}
+        for case_name in kept[members[0]]:
+            mean = np.mean([kept[member][case_name][0] for member in members], axis=0)
+            kept[key][case_name] = (mean.astype(np.float32), *kept[members[0]][case_name][1:])
+        kept_images[key] = kept_images[members[0]]
+        brains[key] = brains[members[0]]
+        models[key] = {
+            "name": name,
+            "members": [
+                {"name": models[m]["name"], "sha256": models[m]["sha256"]} for m in members
+            ],
         }
 
     candidate = str(arguments.model[-1])

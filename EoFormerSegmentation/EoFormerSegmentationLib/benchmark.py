@@ -38,6 +38,8 @@ import json
 import multiprocessing
 import os
 import platform
+import shlex
+import signal
 import statistics
 import sys
 import tempfile
@@ -203,6 +205,9 @@ class BenchmarkRow:
         end_to_end_warm_s: median of the following ones, seconds.
         latency_busy_core_s: CPU: median latency while another process keeps one core busy.
         busy_core_slowdown: ``latency_busy_core_s / latency_s``.
+        latency_busy_core_adapted_s: CPU: the same with the threads adapted to the free cores,
+            as the engine runs (:func:`~EoFormerSegmentationLib.cpu_threads.adapted_threads`).
+        busy_core_adapted_slowdown: ``latency_busy_core_adapted_s / latency_s``.
         error: why the row could not be measured.
 
     On CPU, ``tflops``, ``peak_tflops`` and ``percent_of_peak`` compare with the float32
@@ -229,6 +234,8 @@ class BenchmarkRow:
     end_to_end_warm_s: Optional[float] = None
     latency_busy_core_s: Optional[float] = None
     busy_core_slowdown: Optional[float] = None
+    latency_busy_core_adapted_s: Optional[float] = None
+    busy_core_adapted_slowdown: Optional[float] = None
     error: Optional[str] = None
 
 
@@ -672,6 +679,7 @@ def measure_window(
     seed: int = DEFAULT_SEED,
     output_path: Optional[str] = None,
     busy_cores: int = 0,
+    adapt_threads: bool = False,
 ) -> Dict[str, Any]:
     """Latency and peak memory of ``variant`` on one seeded window, in this process.
 
@@ -695,6 +703,9 @@ def measure_window(
         output_path: save the last output (float32, CPU) there with ``torch.save``.
         busy_cores: other processes that keep one core busy each while the forwards run (what
             a UI thread or another program does to a desktop's cores), see :class:`BusyCores`.
+        adapt_threads: run each forward on the cores other processes leave free, as the
+            engine does (:func:`~EoFormerSegmentationLib.cpu_threads.adapted_threads`; its
+            0.1 s load sample is part of the latency).
 
     Returns:
         A dict with ``latency_runs_s``, ``latency_s`` (median), ``first_call_s``,
@@ -702,6 +713,8 @@ def measure_window(
         ``cpu_system_s_per_run``.
     """
     import torch
+
+    from EoFormerSegmentationLib.cpu_threads import adapted_threads
 
     if threads is not None:
         torch.set_num_threads(int(threads))
@@ -725,7 +738,8 @@ def measure_window(
     with BusyCores(busy_cores):
         for index in range(max(1, int(warmup))):
             start = time.perf_counter()
-            output = forward_window(model, window_input, variant)
+            with adapted_threads(torch.device(device), enabled=adapt_threads):
+                output = forward_window(model, window_input, variant)
             _synchronize(device)
             if index == 0:
                 first_call_s = time.perf_counter() - start
@@ -736,7 +750,8 @@ def measure_window(
                 break
             del output  # the previous output is not kept alive during the next forward
             start = time.perf_counter()
-            output = forward_window(model, window_input, variant)
+            with adapted_threads(torch.device(device), enabled=adapt_threads):
+                output = forward_window(model, window_input, variant)
             _synchronize(device)
             runs.append(time.perf_counter() - start)
         cpu_after = os.times()
@@ -786,7 +801,10 @@ class BusyCores:
     """Context manager: ``count`` other processes, each keeping one core busy, while inside.
 
     Each is a Python interpreter spinning in an empty loop (no memory traffic), started on
-    entry and killed on exit.
+    entry and killed on exit. On POSIX systems it runs under a shell in its own session, so
+    that it is not a child of this process: the engine counts its own child processes as its
+    own work (:func:`~EoFormerSegmentationLib.cpu_threads.free_cores`), another program's
+    load is what is simulated here.
     """
 
     def __init__(self, count: int) -> None:
@@ -796,17 +814,27 @@ class BusyCores:
     def __enter__(self) -> BusyCores:
         import subprocess
 
+        spin = [sys.executable, "-c", "while True: pass"]
         for _ in range(self.count):
-            self._processes.append(
-                subprocess.Popen([sys.executable, "-c", "while True: pass"])  # noqa: S603
-            )
+            if os.name == "posix":
+                command = ["/bin/sh", "-c", shlex.join(spin) + " & wait"]
+                process = subprocess.Popen(command, start_new_session=True)  # noqa: S603
+            else:
+                process = subprocess.Popen(spin)  # noqa: S603
+            self._processes.append(process)
         if self._processes:
             time.sleep(0.2)  # let them get scheduled before the timing starts
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         for process in self._processes:
-            process.kill()
+            if os.name == "posix":
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)  # the shell and its spinner
+                except ProcessLookupError:
+                    pass
+            else:
+                process.kill()
         for process in self._processes:
             process.wait()
         self._processes.clear()
@@ -1361,6 +1389,10 @@ def run_benchmark(
                     busy = _runner(isolate)(_measure_window_task, task)
                     row.latency_busy_core_s = busy["latency_s"]
                     row.busy_core_slowdown = busy["latency_s"] / row.latency_s
+                    task.update(adapt_threads=True)
+                    adapted = _runner(isolate)(_measure_window_task, task)
+                    row.latency_busy_core_adapted_s = adapted["latency_s"]
+                    row.busy_core_adapted_slowdown = adapted["latency_s"] / row.latency_s
                 except Exception as error:  # the row's own numbers stand
                     notes.append(f"{row.model}, one core busy: not measured ({error}).")
         if reference_output is not None:
@@ -1515,7 +1547,9 @@ def _extra_notes(
     if any(row.latency_busy_core_s for row in rows):
         notes.append(
             "1 core busy: latency while another process spins on one core (as a UI thread or "
-            "another program does), same threads; in brackets the ratio to the quiet latency."
+            "another program does), same threads; adapted: threads lowered to the cores left "
+            "free, as the engine does (its 0.1 s load sample included); in brackets the ratio "
+            "to the quiet latency."
         )
     if extra_cases or throughput:
         notes.append(
@@ -1673,7 +1707,7 @@ def format_table(result: BenchmarkResult, markdown: bool = False) -> str:
     elif matmul:
         headers += ["GFLOP/s", "% of matmul peak"]
     if busy:
-        headers.append("Latency, 1 core busy (s)")
+        headers += ["Latency, 1 core busy (s)", "1 core busy, adapted (s)"]
     headers += ["Max rel. diff", "End to end (s)"]
     table: List[List[str]] = []
     for row in result.rows:
@@ -1708,11 +1742,13 @@ def format_table(result: BenchmarkResult, markdown: bool = False) -> str:
                 f"{row.percent_of_peak:.0f}" if row.percent_of_peak is not None else "-",
             ]
         if busy:
-            cells.append(
-                f"{_format_number(row.latency_busy_core_s)} (x{row.busy_core_slowdown:.2f})"
-                if row.latency_busy_core_s is not None
-                else "-"
-            )
+            cells += [
+                f"{_format_number(latency)} (x{slowdown:.2f})" if latency is not None else "-"
+                for latency, slowdown in (
+                    (row.latency_busy_core_s, row.busy_core_slowdown),
+                    (row.latency_busy_core_adapted_s, row.busy_core_adapted_slowdown),
+                )
+            ]
         cells += [
             f"{row.max_relative_difference:.1e}"
             if row.max_relative_difference is not None

@@ -12,6 +12,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from EoFormerSegmentationLib.cpu_threads import adapted_threads
 from EoFormerSegmentationLib.errors import Cancelled, InputError
 
 __all__ = [
@@ -149,6 +150,9 @@ def predict_probabilities(
         should_cancel: polled between windows.
         mode: ``auto``, ``window`` or ``whole`` (see :data:`INFERENCE_MODES`).
 
+    On the CPU each pass runs on the cores other programs leave free
+    (:func:`~EoFormerSegmentationLib.cpu_threads.adapted_threads`).
+
     Returns:
         ``float32`` ``(3, X, Y, Z)`` probabilities.
     """
@@ -171,8 +175,11 @@ def predict_probabilities(
         for index, axes in enumerate(flips):
             flipped = torch.flip(tensor, axes) if axes else tensor
             share = (index / len(flips), (index + 1) / len(flips))
-            with torch.autocast(
-                device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
+            with (
+                adapted_threads(device),
+                torch.autocast(
+                    device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
+                ),
             ):
                 logits = predict_logits(
                     model, flipped, roi_size, overlap, sw_batch_size, progress, should_cancel, share

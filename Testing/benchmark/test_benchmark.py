@@ -245,6 +245,10 @@ def test_matmul_peak_busy_core_fine_grid_and_cohort_rows(tmp_path):
     # the fused row is timed again with one core busy; the reference row is not
     assert fused.latency_busy_core_s > 0
     assert fused.busy_core_slowdown == pytest.approx(fused.latency_busy_core_s / fused.latency_s)
+    assert fused.latency_busy_core_adapted_s > 0
+    assert fused.busy_core_adapted_slowdown == pytest.approx(
+        fused.latency_busy_core_adapted_s / fused.latency_s
+    )
     assert result.rows[0].latency_busy_core_s is None
     # the whole case, then the same case on a 0.5 mm grid (twice the voxels per axis)
     assert result.end_to_end.error is None and result.end_to_end.shape == [48, 48, 48]
@@ -256,7 +260,13 @@ def test_matmul_peak_busy_core_fine_grid_and_cohort_rows(tmp_path):
     assert all(run.cases == 2 and run.cases_per_hour > 0 for run in result.throughput)
     assert result.throughput[0].threads == 1
     text = format_table(result, markdown=True)
-    for expected in ("% of matmul peak", "1 core busy", "resampled to 0.5 mm", "cases per hour"):
+    for expected in (
+        "% of matmul peak",
+        "1 core busy",
+        "adapted",
+        "resampled to 0.5 mm",
+        "cases per hour",
+    ):
         assert expected in text
     written = json.loads(result.write_json(tmp_path / "bench.json").read_text())
     assert written["whole_cases"][0]["shape"] == [96, 96, 96]

@@ -208,3 +208,22 @@ def test_carvemix_is_recorded_in_the_card_and_its_probability_checked(tmp_path, 
     train(tiny_config(run_dir, tiny_dataset, iterations=2, carvemix=0.5), progress_bar=False)
     card = load_checkpoint(run_dir / "last.pt").card
     assert "CarveMix, p 0.5" in card["training"]["augmentation"]
+
+
+def test_thick_slice_share_is_recorded_in_the_card_and_checked(tmp_path, tiny_dataset):
+    with pytest.raises(InputError, match="--thick-slices 1.5"):
+        train(
+            tiny_config(tmp_path / "bad", tiny_dataset, augmentation="strong", thick_slices=1.5),
+            progress_bar=False,
+        )
+    with pytest.raises(InputError, match="needs --augmentation strong"):
+        train(tiny_config(tmp_path / "basic", tiny_dataset, thick_slices=0.6), progress_bar=False)
+    run_dir = tmp_path / "run"
+    config = tiny_config(
+        run_dir, tiny_dataset, iterations=2, augmentation="strong", thick_slices=0.6
+    )
+    train(config, progress_bar=False)
+    card = load_checkpoint(run_dir / "last.pt").card
+    assert (
+        "simulated thick slices (2-7 mm along one axis, p 0.6)" in card["training"]["augmentation"]
+    )

@@ -96,6 +96,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "label (CarveMix; cases in one atlas space, such as BraTS; default 0)",
     )
     data.add_argument(
+        "--thick-slices",
+        type=float,
+        metavar="P",
+        help="share of crops that strong augmentation turns into a simulated thick-slice "
+        "(2-7 mm) acquisition (default 0.25)",
+    )
+    data.add_argument(
         "--cache",
         action="store_true",
         default=None,
@@ -207,6 +214,7 @@ _OPTION_TO_FIELD = {
     "cache": "cache",
     "augmentation": "augmentation",
     "carvemix": "carvemix",
+    "thick_slices": "thick_slices",
     "iterations": "iterations",
     "time_limit": "time_limit",
     "batch_size": "batch_size",

@@ -61,7 +61,11 @@ from EoFormerSegmentationLib.training.synthetic_stream import (
     generator_version,
     synthetic_case,
 )
-from EoFormerSegmentationLib.training.transforms import training_transforms, validation_transforms
+from EoFormerSegmentationLib.training.transforms import (
+    THICK_SLICES_PROB,
+    training_transforms,
+    validation_transforms,
+)
 
 __all__ = [
     "TrainingConfig",
@@ -141,6 +145,9 @@ class TrainingConfig:
             :func:`~EoFormerSegmentationLib.training.transforms.training_transforms`.
         carvemix: probability that a visited training case receives the tumour of another
             (:mod:`~EoFormerSegmentationLib.training.carvemix`); 0 turns it off.
+        thick_slices: share of crops that ``strong`` augmentation degrades into a simulated
+            thick-slice acquisition (:class:`~EoFormerSegmentationLib.training.transforms.
+            RandThickSlicesd`).
     """
 
     out_dir: str
@@ -173,6 +180,7 @@ class TrainingConfig:
     overlap: float = 0.25
     augmentation: str = "basic"
     carvemix: float = 0.0
+    thick_slices: float = THICK_SLICES_PROB
 
     def to_json(self) -> Dict[str, Any]:
         """The configuration as a JSON-serialisable dict."""
@@ -565,7 +573,12 @@ def _crop_stream(
         streams.append(
             CaseCropStream(
                 training_cases,
-                training_transforms(config.crop, per_case, augmentation=config.augmentation),
+                training_transforms(
+                    config.crop,
+                    per_case,
+                    augmentation=config.augmentation,
+                    thick_slices=config.thick_slices,
+                ),
                 cache=config.cache,
                 carvemix=config.carvemix,
                 **common,
@@ -576,7 +589,12 @@ def _crop_stream(
         per_case = config.crops_per_case or 4
         streams.append(
             SyntheticCropStream(
-                training_transforms(config.crop, per_case, augmentation=config.augmentation),
+                training_transforms(
+                    config.crop,
+                    per_case,
+                    augmentation=config.augmentation,
+                    thick_slices=config.thick_slices,
+                ),
                 seed_start=config.synthetic_seed,
                 seed_count=config.synthetic_cases,
                 **common,
@@ -719,12 +737,12 @@ _AUGMENTATION_SUMMARY = {
     "basic": "tumour-biased random crops, flips on 3 axes, intensity scale and shift per channel",
     "strong": "tumour-biased random crops; rotation (up to 15 degrees per axis) and scaling "
     "(0.85-1.15), p 0.4; flips on 3 axes; per-channel brightness, shift, gamma, blur, noise; "
-    "simulated thick slices (2-7 mm along one axis, p 0.25)",
+    "simulated thick slices (2-7 mm along one axis, p {thick_slices:g})",
 }
 
 
 def _augmentation_summary(config: TrainingConfig) -> str:
-    summary = _AUGMENTATION_SUMMARY[config.augmentation]
+    summary = _AUGMENTATION_SUMMARY[config.augmentation].format(thick_slices=config.thick_slices)
     if config.carvemix > 0:
         low, high = MARGIN_MM
         summary += (
@@ -758,6 +776,12 @@ def _check_config(config: TrainingConfig) -> None:
         raise InputError("--synthetic-fraction must be between 0 and 1")
     if not 0.0 <= config.carvemix <= 1.0:
         raise InputError(f"--carvemix {config.carvemix}: must be a probability between 0 and 1")
+    if not 0.0 <= config.thick_slices <= 1.0:
+        raise InputError(
+            f"--thick-slices {config.thick_slices}: must be a probability between 0 and 1"
+        )
+    if config.augmentation != "strong" and config.thick_slices != THICK_SLICES_PROB:
+        raise InputError("--thick-slices needs --augmentation strong")
 
 
 # --------------------------------------------------------------------------- train

@@ -37,6 +37,7 @@ __all__ = [
     "AUGMENTATIONS",
     "LabelsToRegionsd",
     "RandThickSlicesd",
+    "THICK_SLICES_PROB",
     "is_brain",
     "training_transforms",
     "validation_transforms",
@@ -83,6 +84,10 @@ class _AddChannel(MapTransform):
             if array.ndim == 3:
                 result[key] = array[None]
         return result
+
+
+THICK_SLICES_PROB = 0.25
+"""Default share of training crops that ``strong`` augmentation turns into thick slices."""
 
 
 class RandThickSlicesd(Randomizable, MapTransform):
@@ -208,7 +213,7 @@ def _flips() -> list:
     return [RandFlipd(keys=KEYS, prob=0.5, spatial_axis=axis) for axis in range(3)]
 
 
-def _strong_steps(crop: List[int]) -> list:
+def _strong_steps(crop: List[int], thick_slices: float) -> list:
     """Spatial and intensity augmentation after the (enlarged) crop, nnU-Net style."""
     intensity = Compose(
         [
@@ -223,7 +228,7 @@ def _strong_steps(crop: List[int]) -> list:
                 prob=0.15,
             ),
             RandGaussianNoised(keys="image", mean=0.0, std=0.1, prob=0.15),
-            RandThickSlicesd(keys="image", prob=0.25),
+            RandThickSlicesd(keys="image", prob=thick_slices),
         ]
     )
     return [
@@ -250,6 +255,7 @@ def training_transforms(
     intensity_scale: float = 0.1,
     intensity_shift: float = 0.1,
     augmentation: str = "basic",
+    thick_slices: float = THICK_SLICES_PROB,
 ) -> Compose:
     """Random tumour-biased crops with flips and intensity jitter (``basic``) or more.
 
@@ -264,7 +270,7 @@ def training_transforms(
     (0.85-1.15) with p = 0.4 and cut to ``crop_size`` around its centre; flips; inside the
     brain, per-channel brightness (x0.75-1.25, p = 0.5) and shift (+-0.2, p = 0.5), gamma
     (0.7-1.5, p = 0.3), Gaussian blur (sigma 0.5-1 voxel, p = 0.15), Gaussian noise (sigma 0.1,
-    p = 0.15) and simulated thick slices (2-7 mm along one axis, p = 0.25,
+    p = 0.15) and simulated thick slices (2-7 mm along one axis, p = ``thick_slices``,
     :class:`RandThickSlicesd`); the background stays exactly 0.
 
     Args:
@@ -276,6 +282,7 @@ def training_transforms(
         intensity_shift: ``o`` above.
 
         augmentation: ``basic`` or ``strong``.
+        thick_slices: probability of a simulated thick-slice acquisition (``strong`` only).
 
     Returns:
         A MONAI ``Compose`` returning a list of ``crops_per_case`` dictionaries.
@@ -288,7 +295,7 @@ def training_transforms(
     # the strong variant crops larger, so that rotation and scaling bring in no padding
     first_crop = [int(round(c * 1.25)) for c in crop] if augmentation == "strong" else crop
     if augmentation == "strong":
-        augment = _strong_steps(crop)
+        augment = _strong_steps(crop, thick_slices)
     else:
         augment = [
             LabelsToRegionsd(keys="label"),

@@ -1131,16 +1131,16 @@ def machine_info(device: str = "cpu", threads: Optional[int] = None) -> Dict[str
 def _cpu_seconds() -> Tuple[Optional[float], float]:
     """(CPU seconds used by the whole system so far, or None where unknown; CPU seconds used
     by this process and its finished children)."""
+    from EoFormerSegmentationLib.cpu_threads import machine_busy_ticks
+
     own = os.times()
     own_seconds = own.user + own.system + own.children_user + own.children_system
     try:
-        with open("/proc/stat", encoding="ascii") as stat:
-            fields = stat.readline().split()
-        # user nice system idle iowait irq softirq steal ...: everything but idle and iowait
-        ticks = [int(value) for value in fields[1:9]]
-        busy = sum(ticks) - ticks[3] - ticks[4]
-        return busy / os.sysconf("SC_CLK_TCK"), own_seconds
-    except (OSError, ValueError, IndexError, AttributeError):
+        ticks = machine_busy_ticks()
+        if ticks is None:
+            return None, own_seconds
+        return ticks[0] / os.sysconf("SC_CLK_TCK"), own_seconds
+    except (ValueError, IndexError, AttributeError):
         return None, own_seconds
 
 

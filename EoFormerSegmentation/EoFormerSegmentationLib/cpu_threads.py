@@ -20,7 +20,13 @@ from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 
-__all__ = ["adapted_threads", "free_cores", "threads_for_free_cores", "ADAPT_THREADS_ENV"]
+__all__ = [
+    "ADAPT_THREADS_ENV",
+    "adapted_threads",
+    "free_cores",
+    "machine_busy_ticks",
+    "threads_for_free_cores",
+]
 
 ADAPT_THREADS_ENV = "EOFORMER_ADAPT_THREADS"
 """Environment variable: ``0`` keeps PyTorch's thread count whatever the load."""
@@ -32,7 +38,7 @@ _MARGIN = 0.25
 """A core counts as free when others use less than this share of it (short system noise)."""
 
 
-def _machine_busy_ticks() -> Optional[Tuple[int, int]]:
+def machine_busy_ticks() -> Optional[Tuple[int, int]]:
     """Busy and total clock ticks of all CPUs since boot (Linux ``/proc/stat``)."""
     try:
         with open("/proc/stat", encoding="ascii") as stat:
@@ -103,11 +109,11 @@ def free_cores(sample_s: float = SAMPLE_S) -> Optional[float]:
         The number of free cores (fractional), or None where the load cannot be read (not
         Linux).
     """
-    before, own_before = _machine_busy_ticks(), _own_ticks()
+    before, own_before = machine_busy_ticks(), _own_ticks()
     if before is None or own_before is None:
         return None
     time.sleep(sample_s)
-    after, own_after = _machine_busy_ticks(), _own_ticks()
+    after, own_after = machine_busy_ticks(), _own_ticks()
     if after is None or own_after is None or after[1] <= before[1]:
         return None
     machine_cpus = os.cpu_count() or 1

@@ -54,12 +54,77 @@ SEQUENCES = ("t1", "t1ce", "t2", "flair")
 
 # name -> (spacing mm, slab tilt about x in degrees, motion (rotation degrees about z and x,
 # translation mm))
-ACQUISITIONS: Dict[str, Tuple[Sequence[float], float, Tuple[float, float, Sequence[float]]]] = {
+Acquisition = Tuple[Sequence[float], float, Tuple[float, float, Sequence[float]]]
+ACQUISITIONS: Dict[str, Acquisition] = {
     "t1ce": ((0.9, 0.9, 5.5), 0.0, (0.0, 0.0, (0.0, 0.0, 0.0))),
     "t1": ((1.0, 1.0, 1.0), 0.0, (4.0, 0.0, (3.0, 0.0, 0.0))),
     "t2": ((0.45, 0.45, 5.0), 0.0, (0.0, 3.0, (0.0, 2.0, 0.0))),
     "flair": ((0.9, 0.9, 6.0), 6.0, (2.0, 0.0, (0.0, 0.0, 0.0))),
 }
+
+
+RAW_HEADS = REPOSITORY.parent / "shared/data/raw-heads"
+
+
+def random_acquisitions(rng: np.random.Generator) -> Dict[str, Acquisition]:
+    """A protocol drawn at random, for training cases: a 2-D T1ce of 3-7 mm slabs (axial
+    mostly, sometimes coronal or sagittal, tilted up to 10 degrees), a T1 either 3-D at 1 mm
+    or 2-D like the T1ce, 2-D T2 and FLAIR of 3-7 mm slabs, and patient motion of up to
+    5 degrees and 4 mm between sequences."""
+
+    def slabs(thickness: float, in_plane: float) -> List[float]:
+        spacing = [in_plane] * 3
+        axis = rng.choice(3, p=[0.15, 0.15, 0.7])  # sagittal, coronal, axial
+        spacing[int(axis)] = thickness
+        return spacing
+
+    def motion() -> Tuple[float, float, List[float]]:
+        return (
+            float(rng.uniform(-5, 5)),
+            float(rng.uniform(-5, 5)),
+            [float(t) for t in rng.uniform(-4, 4, size=3)],
+        )
+
+    t1ce = slabs(float(rng.uniform(3, 7)), float(rng.uniform(0.45, 1.0)))
+    t1 = [1.0, 1.0, 1.0] if rng.random() < 0.5 else slabs(float(rng.uniform(3, 7)), 0.9)
+    return {
+        "t1ce": (t1ce, float(rng.uniform(-10, 10)), (0.0, 0.0, [0.0, 0.0, 0.0])),
+        "t1": (t1, 0.0, motion()),
+        "t2": (slabs(float(rng.uniform(3, 7)), float(rng.uniform(0.45, 1.0))), 0.0, motion()),
+        "flair": (
+            slabs(float(rng.uniform(3, 7)), float(rng.uniform(0.7, 1.0))),
+            float(rng.uniform(-10, 10)),
+            motion(),
+        ),
+    }
+
+
+def write_prepared(
+    folder: Path, acquired: Dict[str, sitk.Image], labels_on_head_grid: Sequence[sitk.Image]
+):
+    """The acquired scans as the engine prepares them for the network (co-registered, on the
+    1 mm network grid, brain extracted; not yet normalised), with the reference carried
+    exactly onto that grid: a training case that looks like a raw scan to the network.
+    Returns the engine's :class:`~EoFormerSegmentationLib.engine.PreparedVolume`."""
+    sys.path.insert(0, str(REPOSITORY / "EoFormerSegmentation"))
+    from EoFormerSegmentationLib.engine import prepare_images
+    from EoFormerSegmentationLib.geometry import array_to_image, resample_onto
+    from EoFormerSegmentationLib.preprocessing import brain_bounding_box
+
+    prepared = prepare_images(dict(acquired), device="cpu")
+    box = brain_bounding_box(prepared.volume, margin=8)
+    start = [int(b.start) for b in box]
+    size = [int(b.stop - b.start) for b in box]
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, key in enumerate(SEQUENCES):
+        image = array_to_image(prepared.volume[index], prepared.grid)
+        sitk.WriteImage(
+            sitk.RegionOfInterest(image, size, start), str(folder / f"{key}.nii.gz"), True
+        )
+    label = resample_onto(labels_on_head_grid[0], prepared.grid, sitk.sitkNearestNeighbor)
+    label = sitk.Cast(sitk.RegionOfInterest(label, size, start), sitk.sitkUInt8)
+    sitk.WriteImage(label, str(folder / "seg.nii.gz"), True)
+    return prepared
 
 
 def _rotation(about_z: float, about_x: float) -> np.ndarray:
@@ -148,10 +213,18 @@ def thick_case(
 
 
 def raw_case(
-    images: Dict[str, sitk.Image], labels: Sequence[sitk.Image], head_path: Path
-) -> Tuple[Dict[str, sitk.Image], List[sitk.Image]]:
-    """The case's brain inside a real head, each sequence acquired on its own grid; the label
-    maps (the reference first) carried onto the T1ce's grid."""
+    images: Dict[str, sitk.Image],
+    labels: Sequence[sitk.Image],
+    head_path: Path,
+    acquisitions: Dict[str, Acquisition] = ACQUISITIONS,
+) -> Tuple[Dict[str, sitk.Image], List[sitk.Image], List[sitk.Image]]:
+    """The case's brain inside a real head, each sequence acquired on its own grid.
+
+    Returns:
+        The acquired sequences; the label maps (the reference first) carried onto the T1ce's
+        grid; the same label maps on the 1 mm grid of the head, before acquisition (the
+        T1ce is acquired without motion, so they are exact in its physical space).
+    """
     from EoFormerSegmentationLib.brain_extraction import extract_brain
     from EoFormerSegmentationLib.geometry import (
         array_to_image,
@@ -201,11 +274,11 @@ def raw_case(
 
     acquired = {}
     grids = {}
-    for key, (spacing, tilt, motion) in ACQUISITIONS.items():
+    for key, (spacing, tilt, motion) in acquisitions.items():
         grids[key] = slab_grid(composites[key], spacing, tilt)
         acquired[key] = acquire(composites[key], grids[key], motion)
     carried = [acquire(tumor, grids["t1ce"], label=True) for tumor in tumors_in_head]
-    return acquired, carried
+    return acquired, carried, tumors_in_head
 
 
 def write_case(
@@ -228,7 +301,24 @@ def main() -> int:
     parser.add_argument("--cases", nargs="+", type=Path, required=True, help="labelled cases")
     parser.add_argument("--mode", choices=("thick", "raw"), required=True)
     parser.add_argument("--thickness", type=float, default=5.0, help="slab, mm (thick mode)")
-    parser.add_argument("--head", type=Path, default=DEFAULT_HEAD, help="real head (raw mode)")
+    parser.add_argument(
+        "--head",
+        type=Path,
+        default=DEFAULT_HEAD,
+        help="real head (raw mode); 'random': one of ../shared/data/raw-heads for each case",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="raw mode: draw each case's protocol at random (thickness, orientation, motion)",
+    )
+    parser.add_argument("--variants", type=int, default=1, help="raw cases made from each case")
+    parser.add_argument(
+        "--prepared",
+        action="store_true",
+        help="raw mode: write the scans as the engine prepares them for the network (1 mm, "
+        "registered, brain extracted) with the reference exact on that grid: training cases",
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder of the new cases")
     parser.add_argument(
         "--carry", type=Path, help="folder of other label maps of the cases, <case>.nii.gz"
@@ -237,7 +327,11 @@ def main() -> int:
     arguments = parser.parse_args()
     if arguments.carry and not arguments.carry_out:
         parser.error("--carry needs --carry-out")
+    if arguments.mode == "thick" and (arguments.prepared or arguments.variants != 1):
+        parser.error("--prepared and --variants are for --mode raw")
 
+    rng = np.random.default_rng(arguments.seed)
+    heads = sorted(RAW_HEADS.glob("*/*.nii.gz")) if arguments.head == Path("random") else None
     written = []
     for folder in arguments.cases:
         images, label, name = read_case(folder)
@@ -247,25 +341,34 @@ def main() -> int:
             if not other.is_file():
                 parser.error(f"--carry: {other} not found")
             labels.append(sitk.ReadImage(str(other), sitk.sitkUInt8))
-        if arguments.mode == "thick":
-            acquired, carried = thick_case(images, labels, arguments.thickness)
-            suffix = f"thick{arguments.thickness:g}mm"
-        else:
-            acquired, carried = raw_case(images, labels, arguments.head)
-            suffix = "raw"
-        target = arguments.out / f"{name}_{suffix}"
-        write_case(target, acquired, carried[0], as_int16=arguments.mode == "raw")
-        if arguments.carry:
-            arguments.carry_out.mkdir(parents=True, exist_ok=True)
-            sitk.WriteImage(carried[1], str(arguments.carry_out / f"{name}_{suffix}.nii.gz"), True)
-        written.append(str(target))
-        print(
-            f"{target}: "
-            + ", ".join(
-                f"{key} {img.GetSize()} {tuple(round(s, 2) for s in img.GetSpacing())}"
-                for key, img in acquired.items()
+        for variant in range(arguments.variants):
+            if arguments.mode == "thick":
+                acquired, carried = thick_case(images, labels, arguments.thickness)
+                suffix = f"thick{arguments.thickness:g}mm"
+            else:
+                head = arguments.head if heads is None else heads[rng.integers(len(heads))]
+                protocol = ACQUISITIONS if arguments.seed is None else random_acquisitions(rng)
+                acquired, carried, on_head_grid = raw_case(images, labels, head, protocol)
+                suffix = "raw" if arguments.variants == 1 else f"raw{variant}"
+            target = arguments.out / f"{name}_{suffix}"
+            if arguments.prepared:
+                write_prepared(target, acquired, on_head_grid)
+            else:
+                write_case(target, acquired, carried[0], as_int16=arguments.mode == "raw")
+            if arguments.carry:
+                arguments.carry_out.mkdir(parents=True, exist_ok=True)
+                sitk.WriteImage(
+                    carried[1], str(arguments.carry_out / f"{name}_{suffix}.nii.gz"), True
+                )
+            written.append(str(target))
+            print(
+                f"{target}: "
+                + ", ".join(
+                    f"{key} {img.GetSize()} {tuple(round(s, 2) for s in img.GetSpacing())}"
+                    for key, img in acquired.items()
+                ),
+                flush=True,
             )
-        )
     print(json.dumps({"cases": written}))
     return 0
 

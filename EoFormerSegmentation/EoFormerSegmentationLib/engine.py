@@ -51,6 +51,8 @@ from EoFormerSegmentationLib.volumes import SEQUENCES, read_sequences
 
 __all__ = [
     "SegmentationResult",
+    "PreparedVolume",
+    "prepare_images",
     "segment_images",
     "segment_files",
     "write_result",
@@ -260,59 +262,22 @@ def segment_images(
     """
     if label_convention not in CONVENTIONS:
         raise InputError(f"--label-convention {label_convention}: expected one of {CONVENTIONS}")
-    from EoFormerSegmentationLib.brain_extraction import SKULL_STRIP_MODES
-    from EoFormerSegmentationLib.registration import REGISTER_MODES, needs_registration
-
-    register = {True: "on", False: "off"}.get(register, register)
-    if register not in REGISTER_MODES:
-        raise InputError(f"--register {register}: expected one of {', '.join(REGISTER_MODES)}")
-    if skull_strip not in SKULL_STRIP_MODES:
-        raise InputError(
-            f"--skull-strip {skull_strip}: expected one of {', '.join(SKULL_STRIP_MODES)}"
-        )
+    register, skull_strip = _checked_modes(register, skull_strip)
     stages = _Stages(progress)
     notes: List[str] = []
-    processing: Dict[str, Any] = {}
     reference = images["t1ce"]
-    grid = network_grid(reference)
-
-    transforms: Dict[str, Optional[sitk.Transform]] = {key: None for key in SEQUENCES}
-    to_register = [
-        key
-        for key in ("t1", "t2", "flair")
-        if register == "on" or (register == "auto" and needs_registration(reference, images[key]))
-    ]
-    if to_register:
-        from EoFormerSegmentationLib.registration import describe_transform, register_rigid
-
-        registration: Dict[str, Any] = {}
-        for index, key in enumerate(to_register):
-            _check_cancel(should_cancel)
-            stages.start("register", 0.05 + 0.05 * index, f"registering {key} to t1ce")
-            transforms[key] = register_rigid(reference, images[key])
-            registration[key] = describe_transform(transforms[key], key, reference)
-            notes.extend(registration[key]["warnings"])
-        processing["registration"] = registration
-
-    stages.start("resample", 0.2, "resampling onto the network grid")
-    volume = np.stack(
-        [
-            image_to_array(resample_onto(images[key], grid, transform=transforms[key]))
-            for key in SEQUENCES
-        ]
-    )
     if release_inputs:
-        # only the T1ce's geometry is needed from here on: on a fine native grid the four
+        # only the T1ce's geometry is needed after resampling: on a fine native grid the four
         # inputs are most of the memory (4 x 285 MB at 0.5 mm)
-        geometry = sitk.Image(reference.GetSize(), sitk.sitkUInt8)
-        geometry.CopyInformation(reference)
-        reference = geometry
-        images.clear()
-    brain = _brain_mask(volume, grid, skull_strip, device, stages, should_cancel)
-    if brain is not None:
-        processing["brain_extraction"] = brain.report()
-        notes.extend(brain.warnings)
-        volume *= brain.mask[None]
+        reference = sitk.Image(reference.GetSize(), sitk.sitkUInt8)
+        reference.CopyInformation(images["t1ce"])
+    prepared = _prepare(
+        images, register, skull_strip, device, stages, should_cancel, release_inputs
+    )
+    volume, grid, brain = prepared.volume, prepared.grid, prepared.brain
+    processing: Dict[str, Any] = dict(prepared.processing)
+    notes.extend(prepared.notes)
+    del prepared
     stages.start("preprocess", 0.23, "normalising intensities")
     box = brain_bounding_box(volume, margin=8)
     normalized = normalize_intensity(volume)[(slice(None), *box)]
@@ -399,6 +364,108 @@ def segment_images(
         uncertainty=uncertainty_image,
         uncertainty_summary=uncertainty_summary,
     )
+
+
+@dataclass
+class PreparedVolume:
+    """The four sequences as the network receives them, before intensity normalisation.
+
+    Attributes:
+        volume: ``(4, X, Y, Z)`` float32 on ``grid``, channels T1, T1ce, T2, FLAIR; zero
+            outside the extracted brain when the brain was extracted.
+        grid: the network grid (1 mm, RAS) over the T1ce.
+        brain: the checked brain mask, or ``None`` when no extraction was needed.
+        processing: what was done (registration, brain extraction), for the report.
+        notes: warnings for the user.
+    """
+
+    volume: np.ndarray
+    grid: sitk.Image
+    brain: Optional[Any]
+    processing: Dict[str, Any]
+    notes: List[str]
+
+
+def prepare_images(
+    images: Mapping[str, sitk.Image],
+    *,
+    register: Union[bool, str] = "auto",
+    skull_strip: str = "auto",
+    device: str = "auto",
+) -> PreparedVolume:
+    """Co-register, resample onto the network grid and extract the brain, as
+    :func:`segment_images` does before it normalises intensities.
+
+    Training on raw scans uses it so that the network learns from exactly what it will be
+    given. Arguments as for :func:`segment_images`.
+    """
+    register, skull_strip = _checked_modes(register, skull_strip)
+    return _prepare(images, register, skull_strip, device, _Stages(None), None, False)
+
+
+def _checked_modes(register: Union[bool, str], skull_strip: str):
+    from EoFormerSegmentationLib.brain_extraction import SKULL_STRIP_MODES
+    from EoFormerSegmentationLib.registration import REGISTER_MODES
+
+    register = {True: "on", False: "off"}.get(register, register)
+    if register not in REGISTER_MODES:
+        raise InputError(f"--register {register}: expected one of {', '.join(REGISTER_MODES)}")
+    if skull_strip not in SKULL_STRIP_MODES:
+        raise InputError(
+            f"--skull-strip {skull_strip}: expected one of {', '.join(SKULL_STRIP_MODES)}"
+        )
+    return register, skull_strip
+
+
+def _prepare(
+    images: Mapping[str, sitk.Image],
+    register: str,
+    skull_strip: str,
+    device: str,
+    stages: _Stages,
+    should_cancel: Optional[Callable[[], bool]],
+    release_inputs: bool,
+) -> PreparedVolume:
+    from EoFormerSegmentationLib.registration import needs_registration
+
+    notes: List[str] = []
+    processing: Dict[str, Any] = {}
+    reference = images["t1ce"]
+    grid = network_grid(reference)
+
+    transforms: Dict[str, Optional[sitk.Transform]] = {key: None for key in SEQUENCES}
+    to_register = [
+        key
+        for key in ("t1", "t2", "flair")
+        if register == "on" or (register == "auto" and needs_registration(reference, images[key]))
+    ]
+    if to_register:
+        from EoFormerSegmentationLib.registration import describe_transform, register_rigid
+
+        registration: Dict[str, Any] = {}
+        for index, key in enumerate(to_register):
+            _check_cancel(should_cancel)
+            stages.start("register", 0.05 + 0.05 * index, f"registering {key} to t1ce")
+            transforms[key] = register_rigid(reference, images[key])
+            registration[key] = describe_transform(transforms[key], key, reference)
+            notes.extend(registration[key]["warnings"])
+        processing["registration"] = registration
+
+    stages.start("resample", 0.2, "resampling onto the network grid")
+    volume = np.stack(
+        [
+            image_to_array(resample_onto(images[key], grid, transform=transforms[key]))
+            for key in SEQUENCES
+        ]
+    )
+    if release_inputs:
+        images.clear()
+    brain = _brain_mask(volume, grid, skull_strip, device, stages, should_cancel)
+    if brain is not None:
+        processing["brain_extraction"] = brain.report()
+        notes.extend(brain.warnings)
+        volume *= brain.mask[None]
+    return PreparedVolume(volume, grid, brain, processing, notes)
 
 
 @dataclass

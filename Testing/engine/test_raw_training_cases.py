@@ -1,0 +1,86 @@
+"""Training cases that look like raw scans: a real labelled case placed into a real head,
+acquired with a random clinical protocol, then prepared by the engine as it prepares any scan.
+
+The network learns from what it will be given only if the label stays on the tumor through
+every step: the head, the acquisition, the registration and the brain extraction.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from EoFormerSegmentationLib.engine import prepare_images
+from EoFormerSegmentationLib.errors import InputError
+from EoFormerSegmentationLib.training.datasets import find_case_files, load_case
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+SHARED = REPOSITORY.parent / "shared" / "data"
+CASE = SHARED / "brats" / "BraTS2021_00031"
+PD_HEAD = SHARED / "raw-heads" / "niivue__niivue-demo-images__chris_PD" / "chris_PD.nii.gz"
+
+sys.path.insert(0, str(REPOSITORY / "tools"))
+import simulate_raw_cases as simulate  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def prepared_case(tmp_path_factory):
+    images, label, name = simulate.read_case(CASE)
+    protocol = simulate.random_acquisitions(np.random.default_rng(3))
+    acquired, carried, on_head_grid = simulate.raw_case(images, [label], PD_HEAD, protocol)
+    folder = tmp_path_factory.mktemp("raw") / f"{name}_raw"
+    prepared = simulate.write_prepared(folder, acquired, on_head_grid)
+    return protocol, acquired, on_head_grid[0], folder, prepared
+
+
+def test_a_random_protocol_is_a_clinical_one():
+    for seed in range(20):
+        protocol = simulate.random_acquisitions(np.random.default_rng(seed))
+        assert set(protocol) == {"t1", "t1ce", "t2", "flair"}
+        for spacing, tilt, (about_z, about_x, shift) in protocol.values():
+            assert max(spacing) <= 7.0 and min(spacing) >= 0.45
+            assert abs(tilt) <= 10 and abs(about_z) <= 5 and abs(about_x) <= 5
+            assert np.all(np.abs(shift) <= 4)
+        # the T1ce is a 2-D acquisition of thick slabs, never moved: the reference follows it
+        assert max(protocol["t1ce"][0]) >= 3.0
+        assert protocol["t1ce"][2] == (0.0, 0.0, [0.0, 0.0, 0.0])
+
+
+def test_the_prepared_case_is_what_the_engine_gives_the_network(prepared_case):
+    _, acquired, _, folder, prepared = prepared_case
+    # the scans were acquired on grids of their own, with the skull on
+    assert len({image.GetSpacing() for image in acquired.values()}) > 1
+    files = find_case_files(folder)
+    case = load_case(files)
+    assert case.image.shape[0] == 4
+    # registration and brain extraction ran, as in `eoformer segment`
+    assert set(prepared.processing["registration"]) == {"t1", "t2", "flair"}
+    assert 1000 <= prepared.processing["brain_extraction"]["brain_volume_ml"] <= 2000
+    t1ce = sitk.ReadImage(str(folder / "t1ce.nii.gz"))
+    assert t1ce.GetSpacing() == pytest.approx((1.0, 1.0, 1.0))
+    written = sitk.GetArrayFromImage(t1ce)
+    # zero outside the extracted brain, which fills a brain-sized part of the file only
+    assert 0.9 <= np.count_nonzero(written) / 1e3 / prepared.brain.volume_ml <= 1.1
+
+
+def test_the_label_stays_on_the_tumor(prepared_case):
+    _, _, label_on_head_grid, folder, _ = prepared_case
+    case = load_case(find_case_files(folder))
+    tumor = case.label > 0
+    # every voxel of the tumor carried into the head survives the brain extraction
+    carried_ml = np.count_nonzero(sitk.GetArrayViewFromImage(label_on_head_grid)) / 1e3
+    assert tumor.sum() / 1e3 == pytest.approx(carried_ml, rel=0.02)
+    flair = case.image[3]  # z-scored over the brain
+    inside = flair[tumor].mean()
+    outside = flair[(~tumor) & (flair != 0)].mean()
+    # the edema of this case is bright on FLAIR: the label sits on it, not beside it
+    assert inside > outside + 1.0, (inside, outside)
+
+
+def test_prepare_images_refuses_an_unknown_mode(prepared_case):
+    _, acquired, _, _, _ = prepared_case
+    with pytest.raises(InputError, match="skull-strip"):
+        prepare_images(dict(acquired), skull_strip="sometimes")

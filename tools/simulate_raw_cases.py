@@ -20,6 +20,14 @@ reference label on the T1ce's grid, in a case folder of the plain layout (``t1.n
     are written as 16-bit integers. The label follows the T1ce (no motion), so the answer is
     known exactly on the grid the output is written on.
 
+For training on raw-looking scans, ``--seed S`` draws each case's protocol at random (T1ce in
+3-7 mm slabs, axial mostly, sometimes coronal or sagittal, tilted up to 10 degrees; T1 3-D or
+2-D; T2 and FLAIR 3-7 mm; up to 5 degrees and 4 mm of motion between sequences),
+``--head random`` puts each case into one of the real heads of ``../shared/data/raw-heads``,
+``--variants N`` makes N such cases of each, and ``--prepared`` writes them as the engine
+prepares them for the network (registered, 1 mm, brain extracted) with the reference exact on
+that grid: case folders that ``eoformer train --data`` reads.
+
 ``--carry DIR`` carries other label maps of the same cases (``DIR/<case>.nii.gz``, on the
 case's own grid: for instance the model's predictions on the cases as BraTS prepared them)
 onto the new grid exactly as the reference is carried, into ``--carry-out``

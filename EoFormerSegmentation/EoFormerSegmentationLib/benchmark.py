@@ -251,7 +251,8 @@ class EndToEndResult:
         stage_timings_s: per-stage timings reported by the engine for the last run, seconds.
         peak_memory_mib: CUDA: ``torch.cuda.max_memory_allocated`` over the runs; CPU: peak
             RSS of the process (``VmHWM``, everything included), MiB.
-        report: the engine's own report of the last run.
+        report: the engine's own report of the last run (``SegmentationResult.report()``:
+            volumes, timings, registration and brain extraction, notes).
         error: why it could not be measured.
         label: what the row of the whole-case table calls it.
         shape: voxels of the T1ce read.
@@ -262,7 +263,7 @@ class EndToEndResult:
     runs_s: List[float] = field(default_factory=list)
     stage_timings_s: Dict[str, Any] = field(default_factory=dict)
     peak_memory_mib: Optional[float] = None
-    report: Optional[str] = None
+    report: Optional[Dict[str, Any]] = None
     error: Optional[str] = None
     label: str = ""
     shape: Optional[List[int]] = None
@@ -952,7 +953,7 @@ def measure_end_to_end(
         peak_kib = _proc_status_kib("VmHWM")
         peak_mib = peak_kib / 1024.0 if peak_kib is not None else None
     timings = dict(getattr(result, "timings_s", {}) or {})
-    report = result.report() if hasattr(result, "report") else None
+    report = result.report() if result is not None else None
     return {
         "case": str(case_dir),
         "model": str(model_path),
@@ -960,7 +961,7 @@ def measure_end_to_end(
         "runs_s": times,
         "stage_timings_s": {key: _json_number(value) for key, value in timings.items()},
         "peak_memory_mib": peak_mib,
-        "report": report if isinstance(report, str) else None,
+        "report": json.loads(json.dumps(report, default=str)) if report else None,
     }
 
 
@@ -1206,6 +1207,7 @@ def run_benchmark(
     contention: Optional[bool] = None,
     fine_grid_mm: Optional[float] = 0.5,
     throughput_cases: int = 6,
+    raw_case_dir: Optional[os.PathLike] = None,
 ) -> BenchmarkResult:
     """Measure every row on the same input and return the table's data.
 
@@ -1240,6 +1242,10 @@ def run_benchmark(
         throughput_cases: with ``end_to_end``, segment a cohort of this many copies of the
             case for cases per hour, with ``threads`` threads and, where the machine has more
             cores, with all of them; 0 leaves it out.
+        raw_case_dir: with ``end_to_end``, also segment this case of raw clinical scans
+            (skull and scalp on, thick slices, each sequence on its own grid) once in a fresh
+            process, from files read to segmentation written: brain extraction,
+            registration and model loading included.
 
     Returns:
         The :class:`BenchmarkResult`.
@@ -1440,6 +1446,7 @@ def run_benchmark(
                     fine_grid_mm,
                     throughput_cases,
                     progress,
+                    raw_case_dir,
                 )
     if progress is not None:
         progress(1.0, "done")
@@ -1479,10 +1486,29 @@ def _whole_case_extras(
     fine_grid_mm: Optional[float],
     throughput_cases: int,
     progress: Optional[Callable[[float, str], None]],
+    raw_case_dir: Optional[os.PathLike] = None,
 ) -> Tuple[List[EndToEndResult], List[ThroughputResult]]:
-    """The same case on a fine grid, and cohorts of copies of it (cases per hour)."""
+    """The same case on a fine grid, a case of raw clinical scans, and cohorts of copies of
+    the case (cases per hour)."""
     run = _runner(isolate)
     extra_cases: List[EndToEndResult] = []
+    if raw_case_dir is not None:
+        label = "raw scans, brain extraction and registration included"
+        result = EndToEndResult(case=str(raw_case_dir), model=str(model_path), label=label)
+        if progress is not None:
+            progress(0.93, f"whole case, {label}")
+        task = {
+            "case_dir": str(raw_case_dir),
+            "model_path": str(model_path),
+            "device": device,
+            "runs": 1,
+            "threads": threads,
+        }
+        try:
+            result = replace(result, **run(_measure_end_to_end_task, task))
+        except Exception as error:  # reported in the table instead of ending the run
+            result.error = f"{type(error).__name__}: {error}".strip()[:300]
+        extra_cases.append(result)
     if fine_grid_mm:
         label = f"resampled to {fine_grid_mm:g} mm"
         result = EndToEndResult(case=str(case_dir), model=str(model_path), label=label)
@@ -1555,7 +1581,9 @@ def _extra_notes(
         notes.append(
             "Whole cases: files read to segmentation written, each in a fresh process; the "
             "resampled case is the same case interpolated onto the finer grid and stored "
-            "16-bit; peak memory is the process's peak resident set size. Cohorts: "
+            "16-bit; the raw scans are segmented once, cold (model loading, brain extraction "
+            "and registration included); peak memory is the process's peak resident set "
+            "size. Cohorts: "
             "segment_cohort (eoformer segment --cases) on copies of the case, one process "
             "reading ahead; cases per hour over the whole run, model loading included."
         )

@@ -221,6 +221,21 @@ def _small_case(folder):
     return folder
 
 
+def _small_raw_case(folder):
+    """The small case with its T2 and FLAIR acquired apart: 3 mm slices, shifted by 2 mm."""
+    import SimpleITK as sitk
+
+    _small_case(folder)
+    for sequence in ("t2", "flair"):
+        path = folder / f"{sequence}.nii.gz"
+        image = sitk.ReadImage(str(path))
+        grid = sitk.Image([48, 48, 16], sitk.sitkFloat32)
+        grid.SetSpacing((1.0, 1.0, 3.0))
+        grid.SetOrigin((2.0, 0.0, 0.0))
+        sitk.WriteImage(sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear), str(path))
+    return folder
+
+
 def test_matmul_peak_busy_core_fine_grid_and_cohort_rows(tmp_path):
     result = run_benchmark(
         device="cpu",
@@ -234,6 +249,7 @@ def test_matmul_peak_busy_core_fine_grid_and_cohort_rows(tmp_path):
         end_to_end_runs=1,
         fine_grid_mm=0.5,
         throughput_cases=2,
+        raw_case_dir=_small_raw_case(tmp_path / "raw_case"),
         isolate=False,
     )
     assert result.machine["matmul_peak_gflops"] > 0
@@ -252,7 +268,12 @@ def test_matmul_peak_busy_core_fine_grid_and_cohort_rows(tmp_path):
     assert result.rows[0].latency_busy_core_s is None
     # the whole case, then the same case on a 0.5 mm grid (twice the voxels per axis)
     assert result.end_to_end.error is None and result.end_to_end.shape == [48, 48, 48]
-    fine = result.whole_cases[0]
+    # the raw case: its T2 and FLAIR on their own grid, registered within the timed run
+    raw = result.whole_cases[0]
+    assert raw.error is None, raw.error
+    assert raw.case.endswith("raw_case") and raw.shape == [48, 48, 48] and raw.runs_s[0] > 0
+    assert set(raw.report["processing"]["registration"]) == {"t2", "flair"}
+    fine = result.whole_cases[1]
     assert fine.error is None, fine.error
     assert fine.shape == [96, 96, 96] and fine.peak_memory_mib > 0
     # cohorts of two copies of the case: with the asked threads, and with every core if more
@@ -265,9 +286,10 @@ def test_matmul_peak_busy_core_fine_grid_and_cohort_rows(tmp_path):
         "1 core busy",
         "adapted",
         "resampled to 0.5 mm",
+        "raw_case, raw scans, brain extraction and registration included",
         "cases per hour",
     ):
         assert expected in text
     written = json.loads(result.write_json(tmp_path / "bench.json").read_text())
-    assert written["whole_cases"][0]["shape"] == [96, 96, 96]
+    assert written["whole_cases"][1]["shape"] == [96, 96, 96]
     assert written["throughput"][0]["cases"] == 2

@@ -131,6 +131,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--skip-fine-grid", action="store_true", help="leave out the fine-grid whole case"
     )
     parser.add_argument(
+        "--raw-case",
+        type=Path,
+        metavar="DIR",
+        help="also segment this case of raw clinical scans (skull on, thick slices, "
+        "sequences on their own grids) once in a fresh process: brain extraction and "
+        "registration included (for instance a case made by tools/simulate_raw_cases.py)",
+    )
+    parser.add_argument(
         "--cohort-cases",
         type=non_negative_int,
         default=6,
@@ -169,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--threads {args.threads}: give at least 1")
     if args.case is not None and not args.case.is_dir():
         raise InputError(f"--case {args.case}: not a folder")
+    if args.raw_case is not None and not args.raw_case.is_dir():
+        raise InputError(f"--raw-case {args.raw_case}: not a folder")
     if args.model is not None and not args.model.is_file():
         raise InputError(f"--model {args.model}: file not found")
     check_model_file(args.model)
@@ -197,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         contention=False if args.skip_contention else None,
         fine_grid_mm=None if args.skip_fine_grid else args.fine_grid,
         throughput_cases=args.cohort_cases,
+        raw_case_dir=args.raw_case,
     )
     print(format_table(result, markdown=args.markdown), end="")
     if args.json is not None:

@@ -1491,43 +1491,42 @@ def _whole_case_extras(
     """The same case on a fine grid, a case of raw clinical scans, and cohorts of copies of
     the case (cases per hour)."""
     run = _runner(isolate)
-    extra_cases: List[EndToEndResult] = []
-    if raw_case_dir is not None:
-        label = "raw scans, brain extraction and registration included"
-        result = EndToEndResult(case=str(raw_case_dir), model=str(model_path), label=label)
+
+    def timed_once(
+        case: Path, label: str, at: float, prepare: Optional[Callable[[], Path]] = None
+    ) -> EndToEndResult:
+        """One run of ``case`` (or of the case ``prepare()`` writes from it), reported under
+        ``case``; a failure goes into the table instead of ending the benchmark."""
+        result = EndToEndResult(case=str(case), model=str(model_path), label=label)
         if progress is not None:
-            progress(0.93, f"whole case, {label}")
-        task = {
-            "case_dir": str(raw_case_dir),
-            "model_path": str(model_path),
-            "device": device,
-            "runs": 1,
-            "threads": threads,
-        }
+            progress(at, f"whole case, {label}")
         try:
-            result = replace(result, **run(_measure_end_to_end_task, task))
-        except Exception as error:  # reported in the table instead of ending the run
-            result.error = f"{type(error).__name__}: {error}".strip()[:300]
-        extra_cases.append(result)
-    if fine_grid_mm:
-        label = f"resampled to {fine_grid_mm:g} mm"
-        result = EndToEndResult(case=str(case_dir), model=str(model_path), label=label)
-        if progress is not None:
-            progress(0.95, f"whole case, {label}")
-        try:
-            fine = write_resampled_case(case_dir, folder / "fine_grid", fine_grid_mm)
             task = {
-                "case_dir": str(fine),
+                "case_dir": str(prepare() if prepare is not None else case),
                 "model_path": str(model_path),
                 "device": device,
                 "runs": 1,
                 "threads": threads,
             }
             result = replace(result, **run(_measure_end_to_end_task, task))
-            result.case = str(case_dir)
-        except Exception as error:  # reported in the table instead of ending the run
+            result.case = str(case)
+        except Exception as error:
             result.error = f"{type(error).__name__}: {error}".strip()[:300]
-        extra_cases.append(result)
+        return result
+
+    extra_cases: List[EndToEndResult] = []
+    if raw_case_dir is not None:
+        label = "raw scans, brain extraction and registration included"
+        extra_cases.append(timed_once(Path(raw_case_dir), label, 0.93))
+    if fine_grid_mm:
+        extra_cases.append(
+            timed_once(
+                case_dir,
+                f"resampled to {fine_grid_mm:g} mm",
+                0.95,
+                lambda: write_resampled_case(case_dir, folder / "fine_grid", fine_grid_mm),
+            )
+        )
     throughput: List[ThroughputResult] = []
     if throughput_cases > 0:
         thread_counts = [threads]

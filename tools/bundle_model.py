@@ -79,8 +79,20 @@ KNOWN_LIMITS = [
 ]
 
 
+RAW_SUFFIX = "_raw"
+"""Name suffix of the raw-looking training cases of ``tools/simulate_raw_cases.py``."""
+
+
 def _case_source(case: str) -> str:
-    """Where a real case comes from (the first line of its SOURCE.txt, or the README)."""
+    """Where a real case comes from (the first line of its SOURCE.txt, or the README); a
+    raw-looking version of one is named after it."""
+    if case.endswith(RAW_SUFFIX):
+        original = case[: -len(RAW_SUFFIX)]
+        return (
+            f"{original} placed into a real head, acquired as raw clinical scans and prepared "
+            f"by the engine (tools/simulate_raw_cases.py --mode raw --prepared); "
+            f"{original}: {_case_source(original)}"
+        )
     for folder in (REPOSITORY.parent / "shared/data/brats" / case, REAL_CASE.parent / case):
         source = folder / "SOURCE.txt"
         if source.is_file():
@@ -88,6 +100,14 @@ def _case_source(case: str) -> str:
     if case == REAL_CASE.name:
         return "TCIA TCGA glioma collections via BraTS Toolkit (label: consensus of 5 algorithms)"
     return "unknown"
+
+
+def _training_note(cases) -> str:
+    raw = [case for case in cases if case.endswith(RAW_SUFFIX)]
+    note = f"trained on {len(cases) - len(raw)} real BraTS cases"
+    if raw:
+        note += f" and raw-looking versions of {len(raw)} of them"
+    return note
 
 
 def _model_entry(report: Dict[str, Any], sha256: str) -> Dict[str, Any]:
@@ -115,7 +135,7 @@ def bundle_real(arguments: argparse.Namespace, out: Path) -> int:
         "real_cases": [{"case": c, "source": _case_source(c)} for c in training_cases],
         "labels": "expert manual BraTS labels (1 NCR, 2 ED, 4 ET); images stored 8-bit",
         "citation": BRATS_CITATION,
-        "note": f"trained on {len(training_cases)} real BraTS cases"
+        "note": _training_note(training_cases)
         + (f", starting from {start}" if start else ", from random weights")
         + "; the held-out cases below were never trained on",
     }

@@ -30,6 +30,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from simulate_raw_cases import original_case
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 REAL_CASE = REPOSITORY.parent / "shared" / "data" / "real" / "TCGA-FG-6692"
 
@@ -79,15 +81,11 @@ KNOWN_LIMITS = [
 ]
 
 
-RAW_SUFFIX = "_raw"
-"""Name suffix of the raw-looking training cases of ``tools/simulate_raw_cases.py``."""
-
-
 def _case_source(case: str) -> str:
     """Where a real case comes from (the first line of its SOURCE.txt, or the README); a
     raw-looking version of one is named after it."""
-    if case.endswith(RAW_SUFFIX):
-        original = case[: -len(RAW_SUFFIX)]
+    original = original_case(case)
+    if original is not None:
         return (
             f"{original} placed into a real head, acquired as raw clinical scans and prepared "
             f"by the engine (tools/simulate_raw_cases.py --mode raw --prepared); "
@@ -103,10 +101,11 @@ def _case_source(case: str) -> str:
 
 
 def _training_note(cases) -> str:
-    raw = [case for case in cases if case.endswith(RAW_SUFFIX)]
+    originals = [original_case(case) for case in cases]
+    raw = [original for original in originals if original is not None]
     note = f"trained on {len(cases) - len(raw)} real BraTS cases"
     if raw:
-        note += f" and raw-looking versions of {len(raw)} of them"
+        note += f" and {len(raw)} raw-looking versions of {len(set(raw))} of them"
     return note
 
 

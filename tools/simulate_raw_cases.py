@@ -44,9 +44,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -72,6 +73,20 @@ ACQUISITIONS: Dict[str, Acquisition] = {
 
 
 RAW_HEADS = REPOSITORY.parent / "shared/data/raw-heads"
+
+_RAW_NAME = re.compile(r"^(?P<original>.+)_raw\d*$")
+
+
+def raw_case_name(name: str, variant: int, variants: int) -> str:
+    """The name of a raw-looking version of case ``name``: ``<name>_raw``, or
+    ``<name>_raw<variant>`` when several are written."""
+    return f"{name}_raw" if variants == 1 else f"{name}_raw{variant}"
+
+
+def original_case(name: str) -> Optional[str]:
+    """The case a raw-looking case was made from (:func:`raw_case_name`), else ``None``."""
+    match = _RAW_NAME.match(name)
+    return match.group("original") if match else None
 
 
 def random_acquisitions(rng: np.random.Generator) -> Dict[str, Acquisition]:
@@ -352,22 +367,20 @@ def main() -> int:
         for variant in range(arguments.variants):
             if arguments.mode == "thick":
                 acquired, carried = thick_case(images, labels, arguments.thickness)
-                suffix = f"thick{arguments.thickness:g}mm"
+                case_name = f"{name}_thick{arguments.thickness:g}mm"
             else:
                 head = arguments.head if heads is None else heads[rng.integers(len(heads))]
                 protocol = ACQUISITIONS if arguments.seed is None else random_acquisitions(rng)
                 acquired, carried, on_head_grid = raw_case(images, labels, head, protocol)
-                suffix = "raw" if arguments.variants == 1 else f"raw{variant}"
-            target = arguments.out / f"{name}_{suffix}"
+                case_name = raw_case_name(name, variant, arguments.variants)
+            target = arguments.out / case_name
             if arguments.prepared:
                 write_prepared(target, acquired, on_head_grid)
             else:
                 write_case(target, acquired, carried[0], as_int16=arguments.mode == "raw")
             if arguments.carry:
                 arguments.carry_out.mkdir(parents=True, exist_ok=True)
-                sitk.WriteImage(
-                    carried[1], str(arguments.carry_out / f"{name}_{suffix}.nii.gz"), True
-                )
+                sitk.WriteImage(carried[1], str(arguments.carry_out / f"{case_name}.nii.gz"), True)
             written.append(str(target))
             print(
                 f"{target}: "

@@ -84,3 +84,12 @@ def test_prepare_images_refuses_an_unknown_mode(prepared_case):
     _, acquired, _, _, _ = prepared_case
     with pytest.raises(InputError, match="skull-strip"):
         prepare_images(dict(acquired), skull_strip="sometimes")
+
+
+def test_a_raw_looking_case_is_traced_back_to_the_case_it_was_made_from():
+    for variants in (1, 3):
+        for variant in range(variants):
+            name = simulate.raw_case_name("BraTS2021_00031", variant, variants)
+            assert simulate.original_case(name) == "BraTS2021_00031"
+    assert simulate.original_case("BraTS2021_00031") is None
+    assert simulate.original_case("BraTS2021_00031_thick5mm") is None

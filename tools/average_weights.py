@@ -35,7 +35,7 @@ from EoFormerSegmentationLib.models import (  # noqa: E402
 
 def average(models: Sequence[LoadedModel], weights: Sequence[float]):
     """The network of ``models[-1]`` with every floating-point tensor replaced by the weighted
-    mean of the members' (weights normalised to sum 1); other tensors are the last model's.
+    mean of the members' (``weights`` sum to 1); other tensors are the last model's.
 
     Raises:
         SystemExit: the members do not share one network layout.
@@ -49,15 +49,12 @@ def average(models: Sequence[LoadedModel], weights: Sequence[float]):
                 f"{member.path}: its network settings differ from {last.path}'s; only models "
                 "of one layout (fine-tuned from the same start) can be averaged"
             )
-    total = float(sum(weights))
-    if total <= 0 or any(weight < 0 for weight in weights):
-        raise SystemExit("--weight: the weights must be non-negative with a positive sum")
     states = [member.model.state_dict() for member in models]
     averaged = {}
     for key, value in states[-1].items():
         if torch.is_floating_point(value):
             averaged[key] = sum(
-                (weight / total) * state[key].double() for weight, state in zip(weights, states)
+                weight * state[key].double() for weight, state in zip(weights, states)
             ).to(value.dtype)
         else:
             averaged[key] = value
@@ -80,11 +77,14 @@ def main(argv: List[str] = None) -> int:
     weights = arguments.weight or [1.0] * len(arguments.model)
     if len(weights) != len(arguments.model):
         raise SystemExit(f"{len(weights)} --weight for {len(arguments.model)} --model")
+    total = float(sum(weights))
+    if total <= 0 or any(weight < 0 for weight in weights):
+        raise SystemExit("--weight: the weights must be non-negative with a positive sum")
+    weights = [weight / total for weight in weights]
     if arguments.out.exists() and not arguments.overwrite:
         raise SystemExit(f"{arguments.out} exists; add --overwrite to replace it")
     models = [load_checkpoint(path) for path in arguments.model]
     network = average(models, weights)
-    total = float(sum(weights))
     card = dict(models[-1].card)
     for key in ("sha256", "file"):
         card.pop(key, None)
@@ -92,7 +92,7 @@ def main(argv: List[str] = None) -> int:
     card["weight_average"] = {
         "method": "weighted mean of every floating-point tensor of the members' weights",
         "members": [
-            {"name": member.name, "sha256": member.sha256, "weight": round(weight / total, 4)}
+            {"name": member.name, "sha256": member.sha256, "weight": round(weight, 4)}
             for member, weight in zip(models, weights)
         ],
         "card_from": models[-1].name,

@@ -1608,6 +1608,14 @@ class EoFormerSegmentationLogic(ScriptedLoadableModuleLogic):
         ):
             if value:
                 lines.append(f"{title}: {value}")
+        rawScanModel = card.get(eoformerModels.RAW_SCAN_MODEL_KEY)
+        if rawScanModel:
+            lines.append(
+                _(
+                    "Raw scans (co-registered or skull-stripped before segmentation) are "
+                    "segmented by its companion model {name}."
+                ).format(name=Path(str(rawScanModel)).stem)
+            )
         if card.get("fine_tuning"):
             lines.append(_("Fine-tuned from a parent model (see details)."))
         if card.get("sha256"):

@@ -83,7 +83,7 @@ def main(argv: List[str] = None) -> int:
     weights = [weight / total for weight in weights]
     if arguments.out.exists() and not arguments.overwrite:
         raise SystemExit(f"{arguments.out} exists; add --overwrite to replace it")
-    models = [load_checkpoint(path) for path in arguments.model]
+    models = [load_checkpoint(path, with_raw_scan_model=False) for path in arguments.model]
     network = average(models, weights)
     card = dict(models[-1].card)
     for key in ("sha256", "file"):

@@ -12,6 +12,10 @@ bundled model's place. Run from the repository root::
 Reports already written by ``eoformer evaluate --cases ... --json`` for the same checkpoint
 can be passed with ``--synthetic-report`` / ``--real-report`` instead of scoring again.
 
+``--raw-scans-for MAIN.pt`` bundles a model trained on raw-looking scans as the companion of
+the main model: the main model's card names it, and the engine segments with it the scans it
+had to co-register or skull-strip itself.
+
 A model trained on real labelled cases is bundled from the report of
 ``tools/evaluate_real_cases.py`` on its held-out cases (which also chose its post-processing,
 written into the card so that the engine applies it), plus the reports of the same tool on
@@ -120,10 +124,12 @@ def bundle_real(arguments: argparse.Namespace, out: Path) -> int:
     """Card and bundled copy of a model trained on real labelled cases."""
     from EoFormerSegmentationLib.models import file_sha256, load_checkpoint, save_checkpoint
 
+    if arguments.raw_scans_for and out.resolve().parent != arguments.raw_scans_for.resolve().parent:
+        raise SystemExit(f"{out} must lie beside {arguments.raw_scans_for} (--raw-scans-for)")
     checkpoint_sha = file_sha256(arguments.checkpoint)
     heldout = json.loads(arguments.heldout_report.read_text(encoding="utf-8"))
     entry = _model_entry(heldout, checkpoint_sha)
-    loaded = load_checkpoint(arguments.checkpoint)
+    loaded = load_checkpoint(arguments.checkpoint, with_raw_scan_model=False)
     card = dict(loaded.card)
     training_cases = card.get("training_data", {}).get("cases", [])
     card["name"] = out.stem
@@ -145,7 +151,7 @@ def bundle_real(arguments: argparse.Namespace, out: Path) -> int:
     stages = []
     for entry_text in arguments.earlier_stage:
         path, _, command = entry_text.partition("=")
-        earlier = load_checkpoint(Path(path)).card
+        earlier = load_checkpoint(Path(path), with_raw_scan_model=False).card
         stages.append(
             {
                 "name": earlier.get("name"),
@@ -201,9 +207,30 @@ def bundle_real(arguments: argparse.Namespace, out: Path) -> int:
             "per_case": extra_entry["chosen"]["per_case"],
         }
     card["known_limits"] = KNOWN_LIMITS
+    if arguments.raw_scans_for:
+        card["use"] = (
+            f"the model for raw scans of {arguments.raw_scans_for.stem}: the engine hands it "
+            "the scans it had to co-register or skull-strip itself"
+        )
     save_checkpoint(out, loaded.model, card)
     print(json.dumps({"file": str(out), "sha256": file_sha256(out)}, indent=2))
+    if arguments.raw_scans_for:
+        name_as_raw_scan_model(arguments.raw_scans_for, out)
     return 0
+
+
+def name_as_raw_scan_model(main_model: Path, companion: Path) -> None:
+    """Write ``companion`` (a file beside ``main_model``) into the main model's JSON card as
+    its model for raw scans; the main model's weights and their hash stay as they are."""
+    from EoFormerSegmentationLib.files import atomic_write
+    from EoFormerSegmentationLib.models import RAW_SCAN_MODEL_KEY, model_card_path
+
+    card_path = model_card_path(main_model)
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card[RAW_SCAN_MODEL_KEY] = companion.name
+    with atomic_write(card_path) as temporary:
+        temporary.write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"{card_path}: {RAW_SCAN_MODEL_KEY} = {companion.name}")
 
 
 def main() -> int:
@@ -245,6 +272,14 @@ def main() -> int:
         "it; repeat for longer chains, earliest first",
     )
     parser.add_argument(
+        "--raw-scans-for",
+        type=Path,
+        metavar="MAIN_CKPT",
+        help="bundle this checkpoint as the model for raw scans of MAIN_CKPT (beside it): "
+        "its card gets the companion's file name, and the engine then segments the scans it "
+        "had to co-register or skull-strip with this one",
+    )
+    parser.add_argument(
         "--real-case-selected",
         action="store_true",
         help="say in the card that the real case's score was used to choose between candidate "
@@ -271,7 +306,7 @@ def main() -> int:
     real = score(arguments.checkpoint, REAL_CASE, arguments.real_report)
     dataset = json.loads((arguments.synthetic / "dataset.json").read_text(encoding="utf-8"))
 
-    loaded = load_checkpoint(arguments.checkpoint)
+    loaded = load_checkpoint(arguments.checkpoint, with_raw_scan_model=False)
     card = dict(loaded.card)
     card["name"] = out.stem
     card["intended_use"] = INTENDED_USE
@@ -285,7 +320,7 @@ def main() -> int:
     stages = []
     for entry in arguments.earlier_stage:
         path, _, command = entry.partition("=")
-        earlier = load_checkpoint(Path(path)).card
+        earlier = load_checkpoint(Path(path), with_raw_scan_model=False).card
         stages.append(
             {
                 "sha256": file_sha256(Path(path)),

@@ -225,13 +225,13 @@ def _read_record(out: Path, case: CohortCase) -> Optional[Dict[str, Any]]:
     return record
 
 
-def _is_done(out: Path, case: CohortCase, output_format: str, model_sha256: str) -> bool:
-    """The case's result exists, with its record, made by this model."""
+def _is_done(out: Path, case: CohortCase, output_format: str, model_hashes: Sequence[str]) -> bool:
+    """The case's result exists, with its record, made by this model (or its raw-scan model)."""
     record = _read_record(out, case)
     return (
         record is not None
         and record.get("status") == "done"
-        and record.get("model", {}).get("sha256") == model_sha256
+        and record.get("model", {}).get("sha256") in model_hashes
         and record.get("output") == _result_path(out, case, output_format).name
         and _result_path(out, case, output_format).is_file()
     )
@@ -345,6 +345,7 @@ class CohortSummary:
         seconds: wall-clock time of this process's run, s.
         rank: this process's rank; ``world_size``: the number of processes.
         model_name, model_sha256: the model.
+        raw_scan_model: name and sha256 of its companion for raw scans, when it has one.
     """
 
     cases: int
@@ -359,6 +360,13 @@ class CohortSummary:
     world_size: int = 1
     model_name: str = ""
     model_sha256: str = ""
+    raw_scan_model: Optional[Dict[str, str]] = None
+
+    @property
+    def model_hashes(self) -> List[str]:
+        """SHA-256 of the model and of its raw-scan companion: the files a result may come from."""
+        companion = (self.raw_scan_model or {}).get("sha256")
+        return [self.model_sha256] + ([companion] if companion else [])
 
     @property
     def any_failed(self) -> bool:
@@ -384,7 +392,11 @@ class CohortSummary:
             "csv": str(self.csv) if self.csv else None,
             "seconds": round(self.seconds, 3),
             "cases_per_hour": round(self.cases_per_hour, 2) if self.cases_per_hour else None,
-            "model": {"name": self.model_name, "sha256": self.model_sha256},
+            "model": {
+                "name": self.model_name,
+                "sha256": self.model_sha256,
+                **({"raw_scan_model": self.raw_scan_model} if self.raw_scan_model else {}),
+            },
         }
 
 
@@ -426,6 +438,7 @@ def segment_cohort(
     tta: bool = False,
     register: str = "auto",
     skull_strip: str = "auto",
+    raw_scan_model: str = "auto",
     label_convention: str = "brats2020",
     overlap: float = 0.5,
     sw_batch_size: Optional[int] = None,
@@ -452,7 +465,7 @@ def segment_cohort(
             share is segmented again and its result replaced.
         device: ``auto``, ``cpu`` or ``cuda``; with several processes on a machine with GPUs,
             process ``LOCAL_RANK`` uses GPU ``LOCAL_RANK``.
-        register, skull_strip, tta, label_convention, overlap, sw_batch_size: as in
+        register, skull_strip, raw_scan_model, tta, label_convention, overlap, sw_batch_size: as in
             :func:`~EoFormerSegmentationLib.engine.segment_images`.
         workers: processes reading the next cases while the network runs (0: read in this
             process, between cases).
@@ -498,12 +511,17 @@ def segment_cohort(
             world_size=world_size,
             model_name=loaded.name,
             model_sha256=loaded.sha256,
+            raw_scan_model=(
+                {"name": loaded.raw_scan_model.name, "sha256": loaded.raw_scan_model.sha256}
+                if loaded.raw_scan_model is not None and raw_scan_model == "auto"
+                else None
+            ),
         )
         out.mkdir(parents=True, exist_ok=True)
         to_do = [
             case
             for case in mine
-            if not (skip_existing and _is_done(out, case, output_format, loaded.sha256))
+            if not (skip_existing and _is_done(out, case, output_format, summary.model_hashes))
         ]
         summary.skipped = len(mine) - len(to_do)
         if on_start is not None:
@@ -513,6 +531,7 @@ def segment_cohort(
             "tta": tta,
             "register": register,
             "skull_strip": skull_strip,
+            "raw_scan_model": raw_scan_model,
             "label_convention": label_convention,
             "overlap": overlap,
             "sw_batch_size": sw_batch_size,
@@ -619,6 +638,7 @@ def _segment_share(
                         tta=settings["tta"],
                         register=settings["register"],
                         skull_strip=settings["skull_strip"],
+                        raw_scan_model=settings["raw_scan_model"],
                         label_convention=settings["label_convention"],
                         overlap=settings["overlap"],
                         sw_batch_size=settings["sw_batch_size"],
@@ -660,7 +680,7 @@ def _merge(out: Path, cases: Sequence[CohortCase], summary: CohortSummary, group
         summary.failed_total = failed_total[0]
         return
     if summary.world_size > 1 and not all(
-        (_read_record(out, case) or {}).get("model", {}).get("sha256") == summary.model_sha256
+        (_read_record(out, case) or {}).get("model", {}).get("sha256") in summary.model_hashes
         for case in cases
     ):
         return  # independent shards: the last one to finish writes the table

@@ -227,6 +227,7 @@ def segment_images(
     uncertainty: bool = False,
     inference: str = "auto",
     release_inputs: bool = False,
+    raw_scan_model: str = "auto",
 ) -> SegmentationResult:
     """Segment four images already in memory.
 
@@ -256,6 +257,10 @@ def segment_images(
         inference: ``auto`` (``whole`` on the CPU, ``window`` on a GPU), ``window``
             (overlapping 128³ windows) or ``whole`` (the cropped brain in one pass when it
             fits, see :mod:`~EoFormerSegmentationLib.inference`).
+        raw_scan_model: ``auto`` (default): when the scans had to be co-registered or
+            skull-stripped here (raw scans, not BraTS-prepared) and ``loaded`` has a
+            companion model for raw scans, that model segments them; ``off``: ``loaded``
+            segments every scan.
 
     Returns:
         A :class:`SegmentationResult` on the T1ce's grid.
@@ -263,6 +268,10 @@ def segment_images(
     if label_convention not in CONVENTIONS:
         raise InputError(f"--label-convention {label_convention}: expected one of {CONVENTIONS}")
     register, skull_strip = _checked_modes(register, skull_strip)
+    if raw_scan_model not in RAW_SCAN_MODEL_MODES:
+        raise InputError(
+            f"--raw-scan-model {raw_scan_model}: expected one of {', '.join(RAW_SCAN_MODEL_MODES)}"
+        )
     stages = _Stages(progress)
     notes: List[str] = []
     reference = images["t1ce"]
@@ -278,6 +287,7 @@ def segment_images(
     processing: Dict[str, Any] = dict(prepared.processing)
     notes.extend(prepared.notes)
     del prepared
+    loaded = _network_model(loaded, processing, raw_scan_model, notes)
     stages.start("preprocess", 0.23, "normalising intensities")
     box = brain_bounding_box(volume, margin=8)
     normalized = normalize_intensity(volume)[(slice(None), *box)]
@@ -401,6 +411,35 @@ def prepare_images(
     """
     register, skull_strip = _checked_modes(register, skull_strip)
     return _prepare(images, register, skull_strip, device, _Stages(None), None, False)
+
+
+RAW_SCAN_MODEL_MODES = ("auto", "off")
+
+
+def _network_model(
+    loaded: LoadedModel, processing: Dict[str, Any], mode: str, notes: List[str]
+) -> LoadedModel:
+    """The model that segments these scans: ``loaded``, or its companion for raw scans when
+    the scans were co-registered or skull-stripped here. Records the choice in ``processing``."""
+    done_here = [
+        step
+        for step, key in (("co-registered", "registration"), ("skull-stripped", "brain_extraction"))
+        if key in processing
+    ]
+    chosen, reason = loaded, "the scans were prepared already (co-registered, skull-stripped)"
+    if done_here and mode == "auto":
+        notes.extend(loaded.notes)
+        if loaded.raw_scan_model is not None:
+            chosen = loaded.raw_scan_model
+            reason = (
+                f"raw scans ({' and '.join(done_here)} here): segmented with {chosen.name}, "
+                f"the model for raw scans that {loaded.name} names"
+            )
+            notes.append(reason)
+    elif done_here:
+        reason = f"raw scans ({' and '.join(done_here)} here), --raw-scan-model off"
+    processing["model"] = {"name": chosen.name, "sha256": chosen.sha256, "why": reason}
+    return chosen
 
 
 def _checked_modes(register: Union[bool, str], skull_strip: str):
@@ -626,6 +665,7 @@ def segment_files(
     should_cancel: Optional[Callable[[], bool]] = None,
     uncertainty_output: Optional[PathLike] = None,
     inference: str = "auto",
+    raw_scan_model: str = "auto",
 ) -> SegmentationResult:
     """Segment four image files and (optionally) write the result.
 
@@ -690,6 +730,7 @@ def segment_files(
         uncertainty=uncertainty_output is not None,
         inference=inference,
         release_inputs=True,
+        raw_scan_model=raw_scan_model,
     )
     result.timings_s = {"read": read_seconds, "load_model": load_seconds, **result.timings_s}
     if uncertainty_output is not None:

@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from EoFormerSegmentationLib.errors import InputError
 from EoFormerSegmentationLib.files import atomic_write  # re-exported: older imports use it
@@ -26,6 +26,7 @@ from EoFormerSegmentationLib.files import atomic_write  # re-exported: older imp
 __all__ = [
     "CHECKPOINT_FORMAT",
     "BUNDLED_MODEL_NAME",
+    "RAW_SCAN_MODEL_KEY",
     "LoadedModel",
     "atomic_write",
     "file_sha256",
@@ -40,6 +41,9 @@ __all__ = [
 CHECKPOINT_FORMAT = "eoformer-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 BUNDLED_MODEL_NAME = "eoformer_glioma_real_v2"
+RAW_SCAN_MODEL_KEY = "raw_scan_model"
+"""Model-card field naming a companion model (a file beside the checkpoint) for raw scans:
+scans the engine had to co-register or skull-strip itself, as a hospital archive holds them."""
 REQUIRED_IN_CHANNELS = 4
 """Input channels of every model: T1, T1ce, T2, FLAIR."""
 REQUIRED_OUT_CHANNELS = 3
@@ -115,6 +119,9 @@ class LoadedModel:
         name: short name shown to users and written into every output.
         sha256: hex SHA-256 of the checkpoint file, identifying the exact weights.
         path: the checkpoint file.
+        raw_scan_model: the companion model for raw scans that the card names
+            (:data:`RAW_SCAN_MODEL_KEY`), or ``None``.
+        notes: messages about loading (a companion named by the card but missing).
     """
 
     model: Any
@@ -123,6 +130,8 @@ class LoadedModel:
     sha256: str
     path: Path
     config: Dict[str, Any] = field(default_factory=dict)
+    raw_scan_model: Optional[LoadedModel] = None
+    notes: List[str] = field(default_factory=list)
 
 
 def save_checkpoint(path: PathLike, model: Any, card: Dict[str, Any]) -> Path:
@@ -199,12 +208,16 @@ def _checked_config(path: Path, config: Any, network: Any) -> Dict[str, Any]:
     return dict(config)
 
 
-def load_checkpoint(path: PathLike, device: Any = "cpu") -> LoadedModel:
+def load_checkpoint(
+    path: PathLike, device: Any = "cpu", with_raw_scan_model: bool = True
+) -> LoadedModel:
     """Load a checkpoint written by :func:`save_checkpoint` or the original EoFormer code.
 
     Args:
         path: ``.pt`` / ``.pth`` file.
         device: torch device for the model.
+        with_raw_scan_model: also load the companion model for raw scans that the card
+            names, when it lies beside the checkpoint (a missing one becomes a note).
 
     Returns:
         A :class:`LoadedModel` with the unfused network in eval mode.
@@ -266,7 +279,7 @@ def load_checkpoint(path: PathLike, device: Any = "cpu") -> LoadedModel:
     card_on_disk = read_model_card(path)
     card = {**card, **card_on_disk}
     model.to(device).eval()
-    return LoadedModel(
+    loaded = LoadedModel(
         model=model,
         card=card,
         name=str(card.get("name") or path.stem),
@@ -274,3 +287,26 @@ def load_checkpoint(path: PathLike, device: Any = "cpu") -> LoadedModel:
         path=path,
         config=config,
     )
+    if with_raw_scan_model and card.get(RAW_SCAN_MODEL_KEY):
+        _attach_raw_scan_model(loaded, device)
+    return loaded
+
+
+def _attach_raw_scan_model(loaded: LoadedModel, device: Any) -> None:
+    """Load the raw-scan companion that ``loaded``'s card names, or note why not."""
+    file_name = str(loaded.card[RAW_SCAN_MODEL_KEY])
+    if Path(file_name).name != file_name:
+        raise InputError(
+            f"{loaded.path}: its card's {RAW_SCAN_MODEL_KEY!r} must be a file name beside it, "
+            f"not {file_name!r}"
+        )
+    companion = loaded.path.parent / file_name
+    if companion.resolve() == loaded.path.resolve():
+        return
+    if not companion.is_file():
+        loaded.notes.append(
+            f"{companion}: the model for raw scans that {loaded.name} names is missing; "
+            f"raw scans are segmented with {loaded.name} itself"
+        )
+        return
+    loaded.raw_scan_model = load_checkpoint(companion, device, with_raw_scan_model=False)

@@ -58,6 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "is not skull-stripped), on, off",
     )
     parser.add_argument(
+        "--raw-scan-model",
+        default="auto",
+        choices=["auto", "off"],
+        help="auto (default): scans that had to be co-registered or skull-stripped here are "
+        "segmented by the model for raw scans that the model's card names (the bundled model "
+        "has one); off: the model segments every scan",
+    )
+    parser.add_argument(
         "--label-convention",
         default="brats2020",
         choices=["brats2020", "brats2023"],
@@ -257,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
             tta=args.tta,
             register=args.register,
             skull_strip=args.skull_strip,
+            raw_scan_model=args.raw_scan_model,
             label_convention=args.label_convention,
             overwrite=args.overwrite,
             overlap=args.overlap,
@@ -344,6 +353,7 @@ def run_cohort(args: argparse.Namespace) -> int:
             tta=args.tta,
             register=args.register,
             skull_strip=args.skull_strip,
+            raw_scan_model=args.raw_scan_model,
             label_convention=args.label_convention,
             overlap=args.overlap,
             sw_batch_size=args.sw_batch_size,

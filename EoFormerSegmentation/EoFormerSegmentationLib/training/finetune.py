@@ -273,7 +273,7 @@ def finetune(
     if not case_files:
         raise InputError("no cases to fine-tune on")
     notify(f"loading model {model_path.name}")
-    parent = load_checkpoint(model_path, device=device)
+    parent = load_checkpoint(model_path, device=device, with_raw_scan_model=False)
     loaded: List[LoadedCase] = []
     for index, case in enumerate(case_files):
         check_cancel()

@@ -882,7 +882,7 @@ def _train(
     if config.init and not resume:
         from EoFormerSegmentationLib.models import load_checkpoint
 
-        loaded = load_checkpoint(config.init)
+        loaded = load_checkpoint(config.init, with_raw_scan_model=False)
         model_config = dict(loaded.config)
         init_state = loaded.model.state_dict()
         init_record = {"path": str(config.init), "name": loaded.name, "sha256": loaded.sha256}

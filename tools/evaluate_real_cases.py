@@ -196,6 +196,7 @@ def main() -> int:
         sweep[key] = {index: [] for index in range(len(grid))}
         timings = {}
         processing: Dict[str, Any] = {}
+        segmented_by = set()  # the model itself, or its companion for raw scans
         for case in cases:
             started = time.perf_counter()
             images = read_sequences(case.images)
@@ -229,10 +230,16 @@ def main() -> int:
             kept[key][case.name] = (probabilities, reference, spacing)
             kept_images.setdefault(key, {})[case.name] = reference_image
             brains.setdefault(key, {})[case.name] = sitk.GetArrayFromImage(images["t1ce"]) != 0
-            print(f"{loaded.name} {case.name}: {timings[case.name]['seconds']:.0f} s", flush=True)
+            segmented_by.add(result.model_name)
+            print(
+                f"{loaded.name} {case.name}: {timings[case.name]['seconds']:.0f} s "
+                f"({result.model_name})",
+                flush=True,
+            )
         models[key] = {
             "name": loaded.name,
             "sha256": loaded.sha256,
+            "segmented_by": sorted(segmented_by),
             "timings_s": timings,
             "processing": processing,
         }

@@ -84,6 +84,15 @@ KNOWN_LIMITS = [
     "thick-slice (2-D) acquisitions were only simulated during training (slabs of 2-7 mm)",
 ]
 
+RAW_SCAN_LIMITS = KNOWN_LIMITS[:2] + [
+    "learned raw scans from simulations only: real BraTS brains placed into two real heads "
+    "(VS-SEG-001 of TCIA Vestibular-Schwannoma-SEG, CC BY 4.0; a healthy volunteer of "
+    "dcm_qa_decubitus, BSD-2-Clause) and acquired with drawn protocols (3-7 mm slabs, other "
+    "grids per sequence, motion); it never saw a real raw scan with an expert label",
+    "used only for the scans that the engine co-registered or skull-stripped itself; "
+    "BraTS-prepared scans go to the main model",
+]
+
 
 def _case_source(case: str) -> str:
     """Where a real case comes from (the first line of its SOURCE.txt, or the README); a
@@ -107,6 +116,12 @@ def _case_source(case: str) -> str:
 def _training_note(cases) -> str:
     originals = [original_case(case) for case in cases]
     raw = [original for original in originals if original is not None]
+    if raw and len(raw) == len(cases):
+        return (
+            f"trained on {len(raw)} raw-looking versions of {len(set(raw))} real BraTS cases "
+            "(each placed into a real head, acquired as raw clinical scans and prepared by "
+            "the engine)"
+        )
     note = f"trained on {len(cases) - len(raw)} real BraTS cases"
     if raw:
         note += f" and {len(raw)} raw-looking versions of {len(set(raw))} of them"
@@ -116,6 +131,10 @@ def _training_note(cases) -> str:
 def _model_entry(report: Dict[str, Any], sha256: str) -> Dict[str, Any]:
     for entry in report["models"].values():
         if entry["sha256"] == sha256:
+            return entry
+    for entry in report["models"].values():
+        # a main model whose companion for raw scans (this checkpoint) segmented every case
+        if [model["sha256"] for model in entry.get("segmented_by", [])] == [sha256]:
             return entry
     raise SystemExit("the held-out report does not score this checkpoint")
 
@@ -206,7 +225,7 @@ def bundle_real(arguments: argparse.Namespace, out: Path) -> int:
             "summary": extra_entry["chosen"]["summary"],
             "per_case": extra_entry["chosen"]["per_case"],
         }
-    card["known_limits"] = KNOWN_LIMITS
+    card["known_limits"] = KNOWN_LIMITS if not arguments.raw_scans_for else RAW_SCAN_LIMITS
     if arguments.raw_scans_for:
         card["use"] = (
             f"the model for raw scans of {arguments.raw_scans_for.stem}: the engine hands it "

@@ -196,7 +196,7 @@ def main() -> int:
         sweep[key] = {index: [] for index in range(len(grid))}
         timings = {}
         processing: Dict[str, Any] = {}
-        segmented_by = set()  # the model itself, or its companion for raw scans
+        segmented_by: Dict[str, str] = {}  # the model itself, or its companion for raw scans
         for case in cases:
             started = time.perf_counter()
             images = read_sequences(case.images)
@@ -230,7 +230,7 @@ def main() -> int:
             kept[key][case.name] = (probabilities, reference, spacing)
             kept_images.setdefault(key, {})[case.name] = reference_image
             brains.setdefault(key, {})[case.name] = sitk.GetArrayFromImage(images["t1ce"]) != 0
-            segmented_by.add(result.model_name)
+            segmented_by[result.model_sha256] = result.model_name
             print(
                 f"{loaded.name} {case.name}: {timings[case.name]['seconds']:.0f} s "
                 f"({result.model_name})",
@@ -239,7 +239,7 @@ def main() -> int:
         models[key] = {
             "name": loaded.name,
             "sha256": loaded.sha256,
-            "segmented_by": sorted(segmented_by),
+            "segmented_by": [{"name": n, "sha256": h} for h, n in segmented_by.items()],
             "timings_s": timings,
             "processing": processing,
         }

@@ -23,7 +23,8 @@ reference label on the T1ce's grid, in a case folder of the plain layout (``t1.n
 For training on raw-looking scans, ``--seed S`` draws each case's protocol at random (T1ce in
 3-7 mm slabs, axial mostly, sometimes coronal or sagittal, tilted up to 10 degrees; T1 3-D or
 2-D; T2 and FLAIR 3-7 mm; up to 5 degrees and 4 mm of motion between sequences),
-``--head random`` puts each case into one of the real heads of ``../shared/data/raw-heads``,
+``--head random`` puts each case into one of the real heads of ``../shared/data/raw-heads``
+whose licence lets a model trained on it be shipped (a non-commercial head is left out),
 ``--variants N`` makes N such cases of each, and ``--prepared`` writes them as the engine
 prepares them for the network (registered, 1 mm, brain extracted) with the reference exact on
 that grid: case folders that ``eoformer train --data`` reads.
@@ -319,6 +320,22 @@ def write_case(
     sitk.WriteImage(label, str(folder / "seg.nii.gz"), True)
 
 
+def shippable_heads() -> List[Path]:
+    """The real heads whose licence (the ``data licence`` line of their SOURCE.txt) allows
+    shipping a model trained on them: CC BY-NC images are left out."""
+    heads = []
+    for image in sorted(RAW_HEADS.glob("*/*.nii.gz")):
+        source = (image.parent / "SOURCE.txt").read_text(encoding="utf-8")
+        licence = [line for line in source.splitlines() if line.startswith("data licence")]
+        if licence and "NC" not in licence[0].split(":", 1)[1]:
+            heads.append(image)
+    if not heads:
+        raise SystemExit(
+            f"{RAW_HEADS}: no head whose licence allows shipping a model trained on it"
+        )
+    return heads
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", nargs="+", type=Path, required=True, help="labelled cases")
@@ -328,7 +345,8 @@ def main() -> int:
         "--head",
         type=Path,
         default=DEFAULT_HEAD,
-        help="real head (raw mode); 'random': one of ../shared/data/raw-heads for each case",
+        help="real head (raw mode); 'random': one of ../shared/data/raw-heads for each case "
+        "(those under a non-commercial licence left out)",
     )
     parser.add_argument(
         "--seed",
@@ -354,7 +372,7 @@ def main() -> int:
         parser.error("--prepared and --variants are for --mode raw")
 
     rng = np.random.default_rng(arguments.seed)
-    heads = sorted(RAW_HEADS.glob("*/*.nii.gz")) if arguments.head == Path("random") else None
+    heads = shippable_heads() if arguments.head == Path("random") else None
     written = []
     for folder in arguments.cases:
         images, label, name = read_case(folder)

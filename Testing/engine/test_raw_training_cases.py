@@ -93,3 +93,10 @@ def test_a_raw_looking_case_is_traced_back_to_the_case_it_was_made_from():
             assert simulate.original_case(name) == "BraTS2021_00031"
     assert simulate.original_case("BraTS2021_00031") is None
     assert simulate.original_case("BraTS2021_00031_thick5mm") is None
+
+
+def test_training_heads_leave_out_the_non_commercial_one():
+    # a model trained on these cases is shipped: a CC BY-NC head must not be among them
+    heads = simulate.shippable_heads()
+    assert PD_HEAD not in heads
+    assert len(heads) == 2 and all(head.is_file() for head in heads)

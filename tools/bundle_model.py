@@ -225,8 +225,9 @@ def bundle_real(arguments: argparse.Namespace, out: Path) -> int:
             "summary": extra_entry["chosen"]["summary"],
             "per_case": extra_entry["chosen"]["per_case"],
         }
-    card["known_limits"] = KNOWN_LIMITS if not arguments.raw_scans_for else RAW_SCAN_LIMITS
+    card["known_limits"] = KNOWN_LIMITS
     if arguments.raw_scans_for:
+        card["known_limits"] = RAW_SCAN_LIMITS
         card["use"] = (
             f"the model for raw scans of {arguments.raw_scans_for.stem}: the engine hands it "
             "the scans it had to co-register or skull-strip itself"

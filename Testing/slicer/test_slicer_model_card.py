@@ -19,13 +19,17 @@ def test_the_bundled_model_card_reads_as_a_summary(module):
 
 
 def test_the_bundled_model_names_its_companion_for_raw_scans(module):
-    from EoFormerSegmentationLib.models import RAW_SCAN_MODEL_KEY, bundled_model_path
+    from EoFormerSegmentationLib.models import (
+        RAW_SCAN_MODEL_KEY,
+        bundled_model_path,
+        read_model_card,
+    )
 
     path = bundled_model_path()
-    card = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    card = read_model_card(path)
     companion = path.parent / card[RAW_SCAN_MODEL_KEY]
     assert companion.is_file() and companion.stat().st_size < 30_000_000
-    companion_card = json.loads(companion.with_suffix(".json").read_text(encoding="utf-8"))
+    companion_card = read_model_card(companion)
     assert "raw scans" in companion_card["use"] and "not for clinical use" in str(companion_card)
     text = module.EoFormerSegmentationLogic.describeModelCard(path, card)
     assert f"segmented by its companion model {companion.stem}" in text

@@ -278,6 +278,7 @@ def load_checkpoint(
 
     card_on_disk = read_model_card(path)
     card = {**card, **card_on_disk}
+    _check_postprocessing(path, card)
     model.to(device).eval()
     loaded = LoadedModel(
         model=model,
@@ -290,6 +291,18 @@ def load_checkpoint(
     if with_raw_scan_model and card.get(RAW_SCAN_MODEL_KEY):
         _attach_raw_scan_model(loaded, device)
     return loaded
+
+
+def _check_postprocessing(path: Path, card: Dict[str, Any]) -> None:
+    """Refuse a card whose post-processing settings cannot be used (a threshold outside 0-1)."""
+    from EoFormerSegmentationLib.postprocessing import PostprocessingSettings
+
+    try:
+        PostprocessingSettings.from_card(card)
+    except (TypeError, ValueError) as error:
+        raise InputError(
+            f"{path}: its model card's post-processing is invalid ({error})"
+        ) from error
 
 
 def _attach_raw_scan_model(loaded: LoadedModel, device: Any) -> None:

@@ -4,7 +4,7 @@ the plausibility checks that warn about a result that is probably wrong."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -23,6 +23,10 @@ class PostprocessingSettings:
 
     Attributes:
         threshold: probability above which a voxel belongs to a region.
+        threshold_wt, threshold_tc, threshold_et: a region's own threshold, in place of
+            ``threshold`` (``None``: ``threshold``). A network trained on few cases is often
+            too cautious at 0.5 for one region (the edema of the whole tumor, say); a lower
+            threshold chosen on validation cases gives back what it was unsure about.
         min_component_ml: connected components of the whole tumor smaller than this (mL) are
             removed (isolated false positives), together with TC and ET inside them.
         min_enhancing_ml: when the whole enhancing tumor is smaller than this (mL), it is
@@ -43,6 +47,22 @@ class PostprocessingSettings:
     min_enhancing_ml: float = 0.3
     min_component_fraction: float = 0.0
     min_component_mass: float = 0.0
+    threshold_wt: Optional[float] = None
+    threshold_tc: Optional[float] = None
+    threshold_et: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        for name in ("threshold", "threshold_wt", "threshold_tc", "threshold_et"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value < 1.0:
+                raise ValueError(f"post-processing {name} = {value}: must lie between 0 and 1")
+
+    def region_thresholds(self) -> Tuple[float, float, float]:
+        """The thresholds of WT, TC and ET."""
+        return tuple(
+            self.threshold if value is None else value
+            for value in (self.threshold_wt, self.threshold_tc, self.threshold_et)
+        )
 
     @classmethod
     def from_card(cls, card: Optional[Mapping[str, Any]]) -> PostprocessingSettings:
@@ -51,14 +71,17 @@ class PostprocessingSettings:
         A model's post-processing is chosen on its validation cases and saved in its card, so
         that a model is always used with the rules it was measured with. Unknown keys are
         ignored (cards written by newer versions).
+
+        Raises:
+            ValueError: a threshold outside 0-1.
         """
         recommended = (card or {}).get("postprocessing") or {}
         known = {f.name for f in fields(cls)}
-        return cls(**{k: float(v) for k, v in recommended.items() if k in known})
+        return cls(**{k: float(v) for k, v in recommended.items() if k in known and v is not None})
 
     def to_json(self) -> Dict[str, float]:
-        """The settings as a JSON-serialisable dict."""
-        return asdict(self)
+        """The settings as a JSON-serialisable dict (a region's threshold only when it has one)."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
 
 def postprocess_regions(
@@ -75,7 +98,8 @@ def postprocess_regions(
         Boolean ``(3, X, Y, Z)`` masks, nested (ET within TC within WT).
     """
     settings = settings or PostprocessingSettings()
-    masks = probabilities > settings.threshold
+    thresholds = np.asarray(settings.region_thresholds(), dtype=np.float32)
+    masks = probabilities > thresholds.reshape((3,) + (1,) * (probabilities.ndim - 1))
     whole, core, enhancing = masks[0], masks[1], masks[2]
     # Nesting: a voxel confidently in an inner region belongs to the outer ones too.
     core = core | enhancing

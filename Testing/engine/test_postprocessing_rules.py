@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from EoFormerSegmentationLib.postprocessing import PostprocessingSettings, postprocess_regions
 
 
@@ -45,3 +46,40 @@ def test_a_model_card_carries_its_post_processing():
     assert settings.threshold == 0.5
     assert PostprocessingSettings.from_card({}) == PostprocessingSettings()
     assert PostprocessingSettings.from_card(None) == PostprocessingSettings()
+
+
+def test_a_region_s_own_threshold_gives_back_what_the_network_was_unsure_about():
+    probabilities = _tumor_and_island()
+    probabilities[0, 41:46, 10:41, 10:41] = 0.3  # an unsure rim of edema, 5 voxels thick
+    probabilities[2, 29:31, 22:29, 22:29] = 0.3  # and an unsure edge of the enhancing tumor
+    default = postprocess_regions(probabilities, 0.001, PostprocessingSettings())
+    assert not default[0, 43, 20, 20]
+    settings = PostprocessingSettings(threshold_wt=0.25)
+    assert settings.region_thresholds() == (0.25, 0.5, 0.5)
+    lowered = postprocess_regions(probabilities, 0.001, settings)
+    assert lowered[0, 43, 20, 20] and lowered[0].sum() == default[0].sum() + 5 * 31 * 31
+    assert (lowered[1:] == default[1:]).all()  # the core and the enhancing tumor keep 0.5
+    enhancing = postprocess_regions(probabilities, 0.001, PostprocessingSettings(threshold_et=0.2))
+    assert enhancing[2].sum() == default[2].sum() + 2 * 7 * 7
+    assert enhancing[1].sum() == default[1].sum()  # within the core already
+
+
+def test_a_card_s_region_thresholds_round_trip_and_bad_ones_are_refused(tmp_path):
+    from engine_cases import TINY_MODEL_CONFIG
+    from EoFormerSegmentationLib.errors import InputError
+    from EoFormerSegmentationLib.models import load_checkpoint, save_checkpoint
+    from EoFormerSegmentationLib.network.eoformer import EoFormer
+
+    settings = PostprocessingSettings(threshold_wt=0.3, min_component_fraction=0.1)
+    assert "threshold_tc" not in settings.to_json()  # only the regions that have their own
+    assert PostprocessingSettings.from_card({"postprocessing": settings.to_json()}) == settings
+    assert PostprocessingSettings.from_card({"postprocessing": {"threshold_et": None}}) == (
+        PostprocessingSettings()
+    )
+    bad = save_checkpoint(
+        tmp_path / "bad.pt",
+        EoFormer(**TINY_MODEL_CONFIG),
+        {"postprocessing": {"threshold_et": 1.5}},
+    )
+    with pytest.raises(InputError, match=r"bad\.pt.*threshold_et = 1\.5.*between 0 and 1"):
+        load_checkpoint(bad)

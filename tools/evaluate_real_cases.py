@@ -41,7 +41,7 @@ from EoFormerSegmentationLib.engine import segment_images  # noqa: E402
 from EoFormerSegmentationLib.evaluation import summarize  # noqa: E402
 from EoFormerSegmentationLib.geometry import array_to_image  # noqa: E402
 from EoFormerSegmentationLib.labels import REGIONS, regions_to_labels  # noqa: E402
-from EoFormerSegmentationLib.metrics import dice, evaluate_labels  # noqa: E402
+from EoFormerSegmentationLib.metrics import dice, evaluate_labels, hd95  # noqa: E402
 from EoFormerSegmentationLib.models import load_checkpoint  # noqa: E402
 from EoFormerSegmentationLib.postprocessing import (  # noqa: E402
     PostprocessingSettings,
@@ -61,6 +61,10 @@ GRID = {
 REGION_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 """Each region's own threshold, swept after the rules above (WT, then TC, then ET)."""
 
+HD95_TOLERANCE_MM = 1.0
+"""A region's own threshold is kept only if no region's mean HD95 grows by more than this: a
+lower threshold that wins Dice by adding a fragment far from the tumor is not a better draft."""
+
 
 def settings_grid() -> List[PostprocessingSettings]:
     keys = list(GRID)
@@ -71,47 +75,60 @@ def settings_grid() -> List[PostprocessingSettings]:
 
 
 class SweptCases:
-    """The candidate's probabilities near the tumor, case by case, and the mean Dice of any
+    """The candidate's probabilities near the tumor, case by case, and the Dice and HD95 of any
     post-processing settings on any of them (each computed once)."""
 
     def __init__(self) -> None:
         self.cases: List[tuple] = []
-        self._dice: Dict[tuple, List[float]] = {}
+        self._scores: Dict[tuple, tuple] = {}
 
-    def add(self, probabilities, reference_regions, voxel_ml) -> None:
-        # Dice only depends on voxels that may be tumor: keep their bounding box
+    def add(self, probabilities, reference_regions, spacing) -> None:
+        # Dice and HD95 only depend on voxels that may be tumor: keep their bounding box
         box = _bounding_box((probabilities.max(axis=0) > 0.05) | reference_regions[0])
-        self.cases.append(
-            (probabilities[(slice(None), *box)], [r[box] for r in reference_regions], voxel_ml)
-        )
+        cropped = (probabilities[(slice(None), *box)], [r[box] for r in reference_regions])
+        self.cases.append((*cropped, tuple(float(s) for s in spacing)))
+
+    def scores(self, case: int, settings: PostprocessingSettings) -> tuple:
+        """Dice of WT, TC and ET, and their HD95 (mm)."""
+        key = (case, tuple(sorted(settings.to_json().items())))
+        if key not in self._scores:
+            probabilities, reference_regions, spacing = self.cases[case]
+            masks = postprocess_regions(probabilities, float(np.prod(spacing)) / 1000.0, settings)
+            self._scores[key] = (
+                [dice(masks[i], reference_regions[i]) for i in range(3)],
+                [hd95(masks[i], reference_regions[i], spacing) for i in range(3)],
+            )
+        return self._scores[key]
 
     def region_dice(self, case: int, settings: PostprocessingSettings) -> List[float]:
         """Dice of WT, TC and ET."""
-        key = (case, tuple(sorted(settings.to_json().items())))
-        if key not in self._dice:
-            probabilities, reference_regions, voxel_ml = self.cases[case]
-            masks = postprocess_regions(probabilities, voxel_ml, settings)
-            self._dice[key] = [dice(masks[i], reference_regions[i]) for i in range(3)]
-        return self._dice[key]
+        return self.scores(case, settings)[0]
 
     def dice(self, case: int, settings: PostprocessingSettings) -> float:
         """Mean Dice of the three regions."""
         return float(np.mean(self.region_dice(case, settings)))
 
     def mean(self, settings: PostprocessingSettings, cases: List[int]) -> float:
+        """Mean Dice over the regions and ``cases``."""
         return float(np.mean([self.dice(case, settings) for case in cases]))
+
+    def mean_hd95(self, settings: PostprocessingSettings, cases: List[int]) -> np.ndarray:
+        """Mean HD95 of WT, TC and ET over ``cases``."""
+        return np.mean([self.scores(case, settings)[1] for case in cases], axis=0)
 
 
 def choose_settings(
     swept: SweptCases, grid: List[PostprocessingSettings], cases: List[int]
 ) -> PostprocessingSettings:
     """The best rules of ``grid`` on ``cases``, then each region's threshold in turn, kept only
-    where it raises the mean Dice of these cases."""
+    where it raises the mean Dice of these cases and no region's mean HD95 grows by more than
+    :data:`HD95_TOLERANCE_MM`."""
     means = [swept.mean(settings, cases) for settings in grid]
     chosen = grid[int(np.argmax(means))]
     if len(grid) == 1:  # fixed settings: nothing to choose
         return chosen
     best = max(means)
+    limit = swept.mean_hd95(chosen, cases) + HD95_TOLERANCE_MM
     # nearest to the common threshold first: of two equally good values, the milder one stays
     values = sorted(REGION_THRESHOLDS, key=lambda value: abs(value - chosen.threshold))
     for region in ("wt", "tc", "et"):
@@ -120,7 +137,8 @@ def choose_settings(
                 continue
             trial = dataclasses.replace(chosen, **{f"threshold_{region}": value})
             score = swept.mean(trial, cases)
-            if score > best + 1e-4:
+            closer = swept.mean_hd95(trial, cases) <= limit
+            if score > best + 1e-4 and closer.all():
                 best, chosen = score, trial
     return chosen
 
@@ -136,14 +154,23 @@ def cross_validated(
     for left_out, name in enumerate(names):
         others = [case for case in range(len(names)) if case != left_out]
         settings = choose_settings(swept, grid, others)
+        dice_scores, hd95_scores = swept.scores(left_out, settings)
         per_case[name] = {
             "settings": settings.to_json(),
-            "dice": dict(zip(REGIONS, swept.region_dice(left_out, settings))),
+            "dice": dict(zip(REGIONS, dice_scores)),
+            "hd95": dict(zip(REGIONS, hd95_scores)),
         }
-    means = {r: float(np.mean([entry["dice"][r] for entry in per_case.values()])) for r in REGIONS}
+
+    def mean_of(metric: str) -> Dict[str, float]:
+        return {
+            r: float(np.mean([entry[metric][r] for entry in per_case.values()])) for r in REGIONS
+        }
+
+    means = mean_of("dice")
     return {
         "per_case": per_case,
         "dice_mean": means,
+        "hd95_mean": mean_of("hd95"),
         "mean_dice": float(np.mean(list(means.values()))),
     }
 
@@ -295,7 +322,7 @@ def main() -> int:
             regions = [np.isin(reference, values) for values in ((1, 2, 3, 4), (1, 3, 4), (3, 4))]
             voxel_ml = float(np.prod(spacing)) / 1000.0
             if model_path == arguments.model[-1]:  # only the candidate's sweep is used
-                swept.add(probabilities, regions, voxel_ml)
+                swept.add(probabilities, regions, spacing)
             kept[key][case.name] = (probabilities, reference, spacing)
             kept_images.setdefault(key, {})[case.name] = reference_image
             brains.setdefault(key, {})[case.name] = sitk.GetArrayFromImage(images["t1ce"]) != 0

@@ -31,7 +31,7 @@ def _cautious_case(edema_probability: float):
 def _swept(edema_probabilities):
     swept = evaluate.SweptCases()
     for value in edema_probabilities:
-        swept.add(*_cautious_case(value), 0.008)  # 2 mm voxels
+        swept.add(*_cautious_case(value), (2.0, 2.0, 2.0))
     return swept
 
 
@@ -62,3 +62,29 @@ def test_leave_one_out_scores_each_case_with_a_choice_made_without_it():
     chosen = evaluate.choose_settings(swept, evaluate.settings_grid(), [0, 1, 2])
     assert chosen.threshold_wt <= 0.3
     assert result["mean_dice"] < swept.mean(chosen, [0, 1, 2])  # below the flattering score
+
+
+def test_a_lower_threshold_that_adds_a_far_fragment_is_not_chosen():
+    # the network is unsure (0.3) of a true rim of the core, and as unsure of a false core
+    # fragment at the far end of the edema: a lower TC threshold wins Dice, loses HD95
+    reference = np.zeros((60, 40, 40), np.uint8)
+    reference[4:56, 10:30, 10:30] = 2
+    reference[8:20, 14:26, 14:26] = 1
+    reference[11:17, 17:23, 17:23] = 4
+    probabilities = np.zeros((3,) + reference.shape, np.float32)
+    probabilities[0][reference > 0] = 0.95
+    probabilities[1][np.isin(reference, (1, 4))] = 0.3  # the rim of the core
+    probabilities[1][9:19, 15:25, 15:25] = 0.9
+    probabilities[1][44:52, 14:26, 14:26] = 0.3  # the false fragment, 24 voxels away
+    probabilities[2][reference == 4] = 0.9
+    regions = [np.isin(reference, values) for values in ((1, 2, 4), (1, 4), (4,))]
+    swept = evaluate.SweptCases()
+    for _ in range(3):
+        swept.add(probabilities, regions, (2.0, 2.0, 2.0))
+    lower, cases = PostprocessingSettings(threshold_tc=0.2), [0, 1, 2]
+    assert swept.mean(lower, cases) > swept.mean(PostprocessingSettings(), cases)
+    assert (
+        swept.mean_hd95(lower, cases)[1] > swept.mean_hd95(PostprocessingSettings(), cases)[1] + 1
+    )
+    chosen = evaluate.choose_settings(swept, evaluate.settings_grid(), cases)
+    assert chosen.threshold_tc is None

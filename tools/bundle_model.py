@@ -32,7 +32,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from simulate_raw_cases import original_case
 
@@ -239,6 +239,53 @@ def bundle_real(arguments: argparse.Namespace, out: Path) -> int:
     return 0
 
 
+def update_postprocessing(model: Path, report_path: Path, extra_reports: List[str]) -> int:
+    """Write a report's chosen post-processing into a bundled model's JSON card, with the
+    held-out scores it gives (and those of ``extra_reports``, ``NAME=REPORT``); the settings and
+    scores it replaces stay in the card. The weights and their hash stay as they are."""
+    from EoFormerSegmentationLib.files import atomic_write
+    from EoFormerSegmentationLib.models import file_sha256, model_card_path
+
+    card_path = model_card_path(model)
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    held_out = (card.get("evaluation") or {}).get("held_out_real")
+    if held_out is None:
+        raise SystemExit(f"{card_path}: no held-out real-case scores to update")
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    entry = _model_entry(report, file_sha256(model))
+    if [case["case"] for case in held_out["cases"]] != report["cases"]:
+        raise SystemExit(f"{report_path}: scores other cases than the card's held-out ones")
+    held_out.setdefault("earlier_postprocessing", []).append(
+        {"postprocessing": card.get("postprocessing"), "summary": held_out.get("summary")}
+    )
+    card["postprocessing"] = report["chosen"]
+    held_out["per_case"] = entry["chosen"]["per_case"]
+    held_out["summary"] = entry["chosen"]["summary"]
+    held_out["summary_default_postprocessing"] = entry["default"]["summary"]
+    held_out["postprocessing_sweep"] = report["sweep"]
+    if report.get("chosen_on_other_cases"):
+        held_out["postprocessing_chosen_on_other_cases"] = report["chosen_on_other_cases"]
+    for extra in extra_reports:
+        name, _, path = extra.partition("=")
+        extra_report = json.loads(Path(path).read_text(encoding="utf-8"))
+        if extra_report["chosen"] != report["chosen"]:
+            raise SystemExit(f"{path}: scored with other post-processing than {report_path}")
+        extra_entry = _model_entry(extra_report, file_sha256(model))
+        card["evaluation"][name] = {
+            "cases": extra_report["cases"],
+            "summary": extra_entry["chosen"]["summary"],
+            "per_case": extra_entry["chosen"]["per_case"],
+        }
+    with atomic_write(card_path) as temporary:
+        temporary.write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
+    summary = held_out["summary"]
+    print(
+        f"{card_path}: post-processing {report['chosen']}; held-out Dice WT / TC / ET "
+        + " / ".join(f"{summary[region]['dice_mean']:.3f}" for region in ("WT", "TC", "ET"))
+    )
+    return 0
+
+
 def name_as_raw_scan_model(main_model: Path, companion: Path) -> None:
     """Write ``companion`` (a file beside ``main_model``) into the main model's JSON card as
     its model for raw scans; the main model's weights and their hash stay as they are."""
@@ -280,7 +327,15 @@ def main() -> int:
     )
     parser.add_argument("--synthetic-report", type=Path, help="saved evaluate report of them")
     parser.add_argument("--real-report", type=Path, help="saved evaluate report, real case")
-    parser.add_argument("--training-command", required=True, help="the command that trained it")
+    parser.add_argument("--training-command", help="the command that trained it")
+    parser.add_argument(
+        "--update-postprocessing",
+        type=Path,
+        metavar="REPORT",
+        help="only write REPORT's chosen post-processing and the held-out scores it gives "
+        "(and those of --extra-report, scored with the same settings) into the JSON card of "
+        "--checkpoint, a bundled model; its weights and hash stay as they are",
+    )
     parser.add_argument("--out", type=Path, help="default: the bundled model's place")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
     parser.add_argument(
@@ -315,6 +370,12 @@ def main() -> int:
         save_checkpoint,
     )
 
+    if arguments.update_postprocessing:
+        return update_postprocessing(
+            arguments.checkpoint, arguments.update_postprocessing, arguments.extra_report
+        )
+    if not arguments.training_command:
+        raise SystemExit("give --training-command: the command that trained the checkpoint")
     out = arguments.out or bundled_model_path()
     if out.exists() and not arguments.overwrite:
         raise SystemExit(f"{out} exists; add --overwrite to replace it")

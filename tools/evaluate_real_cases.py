@@ -80,7 +80,8 @@ class SweptCases:
 
     def __init__(self) -> None:
         self.cases: List[tuple] = []
-        self._scores: Dict[tuple, tuple] = {}
+        self._dice: Dict[tuple, List[float]] = {}
+        self._hd95: Dict[tuple, List[float]] = {}
 
     def add(self, probabilities, reference_regions, spacing) -> None:
         # Dice and HD95 only depend on voxels that may be tumor: keep their bounding box
@@ -88,21 +89,26 @@ class SweptCases:
         cropped = (probabilities[(slice(None), *box)], [r[box] for r in reference_regions])
         self.cases.append((*cropped, tuple(float(s) for s in spacing)))
 
+    def _masks(self, case: int, settings: PostprocessingSettings) -> np.ndarray:
+        probabilities, _, spacing = self.cases[case]
+        return postprocess_regions(probabilities, float(np.prod(spacing)) / 1000.0, settings)
+
     def scores(self, case: int, settings: PostprocessingSettings) -> tuple:
         """Dice of WT, TC and ET, and their HD95 (mm)."""
         key = (case, tuple(sorted(settings.to_json().items())))
-        if key not in self._scores:
-            probabilities, reference_regions, spacing = self.cases[case]
-            masks = postprocess_regions(probabilities, float(np.prod(spacing)) / 1000.0, settings)
-            self._scores[key] = (
-                [dice(masks[i], reference_regions[i]) for i in range(3)],
-                [hd95(masks[i], reference_regions[i], spacing) for i in range(3)],
-            )
-        return self._scores[key]
+        if key not in self._hd95:
+            _, reference_regions, spacing = self.cases[case]
+            masks = self._masks(case, settings)
+            self._hd95[key] = [hd95(masks[i], reference_regions[i], spacing) for i in range(3)]
+        return self.region_dice(case, settings), self._hd95[key]
 
     def region_dice(self, case: int, settings: PostprocessingSettings) -> List[float]:
-        """Dice of WT, TC and ET."""
-        return self.scores(case, settings)[0]
+        """Dice of WT, TC and ET (HD95, far slower, only when asked for)."""
+        key = (case, tuple(sorted(settings.to_json().items())))
+        if key not in self._dice:
+            masks = self._masks(case, settings)
+            self._dice[key] = [dice(masks[i], self.cases[case][1][i]) for i in range(3)]
+        return self._dice[key]
 
     def dice(self, case: int, settings: PostprocessingSettings) -> float:
         """Mean Dice of the three regions."""
@@ -137,8 +143,7 @@ def choose_settings(
                 continue
             trial = dataclasses.replace(chosen, **{f"threshold_{region}": value})
             score = swept.mean(trial, cases)
-            closer = swept.mean_hd95(trial, cases) <= limit
-            if score > best + 1e-4 and closer.all():
+            if score > best + 1e-4 and (swept.mean_hd95(trial, cases) <= limit).all():
                 best, chosen = score, trial
     return chosen
 

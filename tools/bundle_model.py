@@ -258,7 +258,12 @@ def update_postprocessing(model: Path, report_path: Path, extra_reports: List[st
     held_out.setdefault("earlier_postprocessing", []).append(
         {"postprocessing": card.get("postprocessing"), "summary": held_out.get("summary")}
     )
+    earlier = card.get("postprocessing")
     card["postprocessing"] = report["chosen"]
+    rescored = {"held_out_real", *(extra.partition("=")[0] for extra in extra_reports)}
+    for name, scores in card["evaluation"].items():
+        if name not in rescored and isinstance(scores, dict) and "summary" in scores:
+            scores.setdefault("scored_with_postprocessing", earlier)  # not measured again
     held_out["per_case"] = entry["chosen"]["per_case"]
     held_out["summary"] = entry["chosen"]["summary"]
     held_out["summary_default_postprocessing"] = entry["default"]["summary"]

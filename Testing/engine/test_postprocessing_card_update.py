@@ -37,7 +37,8 @@ def bundled(tmp_path) -> Path:
     from EoFormerSegmentationLib.network.eoformer import EoFormer
 
     held_out = {"cases": [{"case": "a"}, {"case": "b"}], "summary": _summary(0.7)}
-    card = {"postprocessing": OLD, "evaluation": {"held_out_real": held_out}}
+    thick = {"cases": ["a_thick"], "summary": _summary(0.6)}
+    card = {"postprocessing": OLD, "evaluation": {"held_out_real": held_out, "thick": thick}}
     return save_checkpoint(tmp_path / "model.pt", EoFormer(**TINY_MODEL_CONFIG), card)
 
 
@@ -54,6 +55,8 @@ def test_new_post_processing_goes_into_the_card_and_the_weights_stay(bundled, tm
     assert held_out["earlier_postprocessing"] == [{"postprocessing": OLD, "summary": _summary(0.7)}]
     assert held_out["postprocessing_chosen_on_other_cases"]["mean_dice"] == pytest.approx(0.79)
     assert loaded.card["evaluation"]["full_path_raw"]["summary"]["WT"]["dice_mean"] == 0.75
+    assert "scored_with_postprocessing" not in loaded.card["evaluation"]["full_path_raw"]
+    assert loaded.card["evaluation"]["thick"]["scored_with_postprocessing"] == OLD  # not again
 
 
 def test_a_report_on_other_cases_or_other_settings_is_refused(bundled, tmp_path):

@@ -255,10 +255,11 @@ def update_postprocessing(model: Path, report_path: Path, extra_reports: List[st
     entry = _model_entry(report, file_sha256(model))
     if [case["case"] for case in held_out["cases"]] != report["cases"]:
         raise SystemExit(f"{report_path}: scores other cases than the card's held-out ones")
-    held_out.setdefault("earlier_postprocessing", []).append(
-        {"postprocessing": card.get("postprocessing"), "summary": held_out.get("summary")}
-    )
     earlier = card.get("postprocessing")
+    if earlier != report["chosen"]:  # scored again with the same settings: nothing replaced
+        held_out.setdefault("earlier_postprocessing", []).append(
+            {"postprocessing": earlier, "summary": held_out.get("summary")}
+        )
     card["postprocessing"] = report["chosen"]
     rescored = {"held_out_real", *(extra.partition("=")[0] for extra in extra_reports)}
     for name, scores in card["evaluation"].items():

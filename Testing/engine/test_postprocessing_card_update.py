@@ -57,6 +57,9 @@ def test_new_post_processing_goes_into_the_card_and_the_weights_stay(bundled, tm
     assert loaded.card["evaluation"]["full_path_raw"]["summary"]["WT"]["dice_mean"] == 0.75
     assert "scored_with_postprocessing" not in loaded.card["evaluation"]["full_path_raw"]
     assert loaded.card["evaluation"]["thick"]["scored_with_postprocessing"] == OLD  # not again
+    bundle_model.update_postprocessing(bundled, report, [])  # the same settings, again
+    again = load_checkpoint(bundled).card["evaluation"]["held_out_real"]
+    assert len(again["earlier_postprocessing"]) == 1
 
 
 def test_a_report_on_other_cases_or_other_settings_is_refused(bundled, tmp_path):

@@ -4,8 +4,12 @@ Every case is segmented once per model with the engine (probabilities kept); the
 post-processing rules of :class:`~EoFormerSegmentationLib.postprocessing.PostprocessingSettings`
 are then swept over a grid on those probabilities, and the setting with the best mean Dice of
 the *last* model (the candidate) over the three regions is chosen (ties: the simpler, earlier
-setting of the grid). Dice and HD95 are reported per case and region for every model, with
-the default and with the chosen post-processing. Run from the repository root::
+setting of the grid). Then each region's own threshold is swept in turn and kept where it
+raises the mean Dice without growing any region's mean HD95 by more than 1 mm. The whole
+choice is also made again without each case and scored on it (leave one case out,
+``chosen_on_other_cases``): what the choice is worth on a case that did not make it. Dice and
+HD95 are reported per case and region for every model, with the default and with the chosen
+post-processing. Run from the repository root::
 
     python tools/evaluate_real_cases.py --cases runs/data/val \\
         --model runs/eoformer_glioma_synthetic_v1.pt \\

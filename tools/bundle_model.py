@@ -139,6 +139,25 @@ def _model_entry(report: Dict[str, Any], sha256: str) -> Dict[str, Any]:
     raise SystemExit("the held-out report does not score this checkpoint")
 
 
+def _scores_in(report: Dict[str, Any], sha256: str) -> Dict[str, Any]:
+    """The cases of a report of tools/evaluate_real_cases.py and the chosen post-processing's
+    scores of the model with this hash, as a card's ``evaluation`` entry."""
+    entry = _model_entry(report, sha256)
+    return {
+        "cases": report["cases"],
+        "summary": entry["chosen"]["summary"],
+        "per_case": entry["chosen"]["per_case"],
+    }
+
+
+def _write_json_card(card_path: Path, card: Dict[str, Any]) -> None:
+    """Replace a model's JSON card, atomically; the checkpoint beside it is not touched."""
+    from EoFormerSegmentationLib.files import atomic_write
+
+    with atomic_write(card_path) as temporary:
+        temporary.write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
+
+
 def bundle_real(arguments: argparse.Namespace, out: Path) -> int:
     """Card and bundled copy of a model trained on real labelled cases."""
     from EoFormerSegmentationLib.models import file_sha256, load_checkpoint, save_checkpoint
@@ -219,12 +238,7 @@ def bundle_real(arguments: argparse.Namespace, out: Path) -> int:
     for extra in arguments.extra_report:
         name, _, path = extra.partition("=")
         report = json.loads(Path(path).read_text(encoding="utf-8"))
-        extra_entry = _model_entry(report, checkpoint_sha)
-        card["evaluation"][name] = {
-            "cases": report["cases"],
-            "summary": extra_entry["chosen"]["summary"],
-            "per_case": extra_entry["chosen"]["per_case"],
-        }
+        card["evaluation"][name] = _scores_in(report, checkpoint_sha)
     card["known_limits"] = KNOWN_LIMITS
     if arguments.raw_scans_for:
         card["known_limits"] = RAW_SCAN_LIMITS
@@ -243,16 +257,16 @@ def update_postprocessing(model: Path, report_path: Path, extra_reports: List[st
     """Write a report's chosen post-processing into a bundled model's JSON card, with the
     held-out scores it gives (and those of ``extra_reports``, ``NAME=REPORT``); the settings and
     scores it replaces stay in the card. The weights and their hash stay as they are."""
-    from EoFormerSegmentationLib.files import atomic_write
     from EoFormerSegmentationLib.models import file_sha256, model_card_path
 
     card_path = model_card_path(model)
+    sha256 = file_sha256(model)
     card = json.loads(card_path.read_text(encoding="utf-8"))
     held_out = (card.get("evaluation") or {}).get("held_out_real")
     if held_out is None:
         raise SystemExit(f"{card_path}: no held-out real-case scores to update")
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    entry = _model_entry(report, file_sha256(model))
+    entry = _model_entry(report, sha256)
     if [case["case"] for case in held_out["cases"]] != report["cases"]:
         raise SystemExit(f"{report_path}: scores other cases than the card's held-out ones")
     earlier = card.get("postprocessing")
@@ -276,14 +290,8 @@ def update_postprocessing(model: Path, report_path: Path, extra_reports: List[st
         extra_report = json.loads(Path(path).read_text(encoding="utf-8"))
         if extra_report["chosen"] != report["chosen"]:
             raise SystemExit(f"{path}: scored with other post-processing than {report_path}")
-        extra_entry = _model_entry(extra_report, file_sha256(model))
-        card["evaluation"][name] = {
-            "cases": extra_report["cases"],
-            "summary": extra_entry["chosen"]["summary"],
-            "per_case": extra_entry["chosen"]["per_case"],
-        }
-    with atomic_write(card_path) as temporary:
-        temporary.write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
+        card["evaluation"][name] = _scores_in(extra_report, sha256)
+    _write_json_card(card_path, card)
     summary = held_out["summary"]
     print(
         f"{card_path}: post-processing {report['chosen']}; held-out Dice WT / TC / ET "
@@ -295,14 +303,12 @@ def update_postprocessing(model: Path, report_path: Path, extra_reports: List[st
 def name_as_raw_scan_model(main_model: Path, companion: Path) -> None:
     """Write ``companion`` (a file beside ``main_model``) into the main model's JSON card as
     its model for raw scans; the main model's weights and their hash stay as they are."""
-    from EoFormerSegmentationLib.files import atomic_write
     from EoFormerSegmentationLib.models import RAW_SCAN_MODEL_KEY, model_card_path
 
     card_path = model_card_path(main_model)
     card = json.loads(card_path.read_text(encoding="utf-8"))
     card[RAW_SCAN_MODEL_KEY] = companion.name
-    with atomic_write(card_path) as temporary:
-        temporary.write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
+    _write_json_card(card_path, card)
     print(f"{card_path}: {RAW_SCAN_MODEL_KEY} = {companion.name}")
 
 

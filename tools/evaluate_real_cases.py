@@ -44,7 +44,11 @@ sys.path.insert(0, str(REPOSITORY / "EoFormerSegmentation"))
 from EoFormerSegmentationLib.engine import segment_images  # noqa: E402
 from EoFormerSegmentationLib.evaluation import summarize  # noqa: E402
 from EoFormerSegmentationLib.geometry import array_to_image  # noqa: E402
-from EoFormerSegmentationLib.labels import REGIONS, regions_to_labels  # noqa: E402
+from EoFormerSegmentationLib.labels import (  # noqa: E402
+    REGIONS,
+    labels_to_regions,
+    regions_to_labels,
+)
 from EoFormerSegmentationLib.metrics import dice, evaluate_labels, hd95  # noqa: E402
 from EoFormerSegmentationLib.models import load_checkpoint  # noqa: E402
 from EoFormerSegmentationLib.postprocessing import (  # noqa: E402
@@ -97,9 +101,13 @@ class SweptCases:
         probabilities, _, spacing = self.cases[case]
         return postprocess_regions(probabilities, float(np.prod(spacing)) / 1000.0, settings)
 
+    @staticmethod
+    def _key(case: int, settings: PostprocessingSettings) -> tuple:
+        return case, tuple(sorted(settings.to_json().items()))
+
     def scores(self, case: int, settings: PostprocessingSettings) -> tuple:
         """Dice of WT, TC and ET, and their HD95 (mm)."""
-        key = (case, tuple(sorted(settings.to_json().items())))
+        key = self._key(case, settings)
         if key not in self._hd95:
             _, reference_regions, spacing = self.cases[case]
             masks = self._masks(case, settings)
@@ -108,7 +116,7 @@ class SweptCases:
 
     def region_dice(self, case: int, settings: PostprocessingSettings) -> List[float]:
         """Dice of WT, TC and ET (HD95, far slower, only when asked for)."""
-        key = (case, tuple(sorted(settings.to_json().items())))
+        key = self._key(case, settings)
         if key not in self._dice:
             masks = self._masks(case, settings)
             self._dice[key] = [dice(masks[i], self.cases[case][1][i]) for i in range(3)]
@@ -328,10 +336,8 @@ def main() -> int:
             probabilities = result.probabilities
             if probabilities.shape[1:] != reference.shape:
                 raise SystemExit(f"{case.label}: not on the T1ce grid of {case.name}")
-            regions = [np.isin(reference, values) for values in ((1, 2, 3, 4), (1, 3, 4), (3, 4))]
-            voxel_ml = float(np.prod(spacing)) / 1000.0
             if model_path == arguments.model[-1]:  # only the candidate's sweep is used
-                swept.add(probabilities, regions, spacing)
+                swept.add(probabilities, labels_to_regions(reference), spacing)
             kept[key][case.name] = (probabilities, reference, spacing)
             kept_images.setdefault(key, {})[case.name] = reference_image
             brains.setdefault(key, {})[case.name] = sitk.GetArrayFromImage(images["t1ce"]) != 0

@@ -11,14 +11,19 @@ reference label on the T1ce's grid, in a case folder of the plain layout (``t1.n
     1 x 1 x T mm grid: what a 2-D acquisition looks like, with nothing else changed.
 
 ``--mode raw``
-    the case's brain placed into a real head with skull and scalp (the head's own brain,
-    found with deepbet, is replaced by the case's brain, stretched to fit; the skull, scalp,
-    fat and neck stay), then each sequence acquired on its own grid, as on a scanner:
+    the case's brain placed into a real head with skull and scalp (the head, stretched to fit,
+    around the case's brain, which keeps its own voxels; where the head's own brain, found with
+    deepbet, reaches beyond the case's, it stays, as do the skull, scalp, fat and neck), then each sequence acquired on its own grid, as on a scanner:
     T1ce axial 0.9 x 0.9 x 5.5 mm slabs; T1 3-D 1 mm after 4 degrees and 3 mm of patient
     motion; T2 axial 0.45 x 0.45 x 5 mm slabs after 3 degrees and 2 mm of motion; FLAIR
     oblique (slabs tilted 6 degrees) 0.9 x 0.9 x 6 mm after 2 degrees of motion. Intensities
     are written as 16-bit integers. The label follows the T1ce (no motion), so the answer is
     known exactly on the grid the output is written on.
+
+``--protocol isotropic`` (every sequence 3-D at 1 mm, no motion) and ``--protocol axial
+--thickness T`` (every sequence in axial slabs of T mm, no motion) keep the head but leave out
+the rest of the clinical protocol: beside ``--mode thick`` (slabs without a head) they tell
+what the head and its brain extraction cost, and what the slabs cost with a head around them.
 
 For training on raw-looking scans, ``--seed S`` draws each case's protocol at random (T1ce in
 3-7 mm slabs, axial mostly, sometimes coronal or sagittal, tilted up to 10 degrees; T1 3-D or
@@ -71,6 +76,24 @@ ACQUISITIONS: Dict[str, Acquisition] = {
     "t2": ((0.45, 0.45, 5.0), 0.0, (0.0, 3.0, (0.0, 2.0, 0.0))),
     "flair": ((0.9, 0.9, 6.0), 6.0, (2.0, 0.0, (0.0, 0.0, 0.0))),
 }
+
+
+PROTOCOLS = ("clinical", "isotropic", "axial")
+_STILL = (0.0, 0.0, (0.0, 0.0, 0.0))
+
+
+def fixed_protocol(name: str, thickness: float = 5.0) -> Dict[str, Acquisition]:
+    """The fixed protocols of the evaluation: ``clinical`` (:data:`ACQUISITIONS`),
+    ``isotropic`` (every sequence 3-D at 1 mm on the T1ce's grid, no motion: the head alone)
+    and ``axial`` (every sequence in axial slabs of ``thickness`` mm, no motion: the head and
+    the slabs)."""
+    if name == "clinical":
+        return ACQUISITIONS
+    if name == "isotropic":
+        return {key: ((1.0, 1.0, 1.0), 0.0, _STILL) for key in SEQUENCES}
+    if name == "axial":
+        return {key: ((1.0, 1.0, thickness), 0.0, _STILL) for key in SEQUENCES}
+    raise ValueError(f"unknown protocol {name!r}; expected one of {', '.join(PROTOCOLS)}")
 
 
 RAW_HEADS = REPOSITORY.parent / "shared/data/raw-heads"
@@ -244,10 +267,15 @@ def raw_case(
 ) -> Tuple[Dict[str, sitk.Image], List[sitk.Image], List[sitk.Image]]:
     """The case's brain inside a real head, each sequence acquired on its own grid.
 
+    The head is fitted around the brain, not the brain into the head: the case's brain keeps
+    its voxels (its 1 mm grid is only widened to hold the head), and the head, stretched to
+    the brain's bounding box, fills everything outside it. The brain, which carries the
+    answer, is therefore resampled once, by the acquisition, as on a scanner.
+
     Returns:
         The acquired sequences; the label maps (the reference first) carried onto the T1ce's
-        grid; the same label maps on the 1 mm grid of the head, before acquisition (the
-        T1ce is acquired without motion, so they are exact in its physical space).
+        grid; the same label maps on the widened 1 mm grid of the case, before acquisition
+        (the T1ce is acquired without motion, so they are exact in its physical space).
     """
     from EoFormerSegmentationLib.brain_extraction import extract_brain
     from EoFormerSegmentationLib.geometry import (
@@ -258,8 +286,7 @@ def raw_case(
     )
 
     head_image = sitk.ReadImage(str(head_path), sitk.sitkFloat32)
-    head_grid = network_grid(head_image)
-    head = image_to_array(resample_onto(head_image, head_grid))
+    head = image_to_array(resample_onto(head_image, network_grid(head_image)))
     head_brain = extract_brain(head, source="head", margin_mm=0.0).mask
 
     case_grid = network_grid(images["t1ce"])
@@ -276,24 +303,39 @@ def raw_case(
 
     head_low, head_high = box(head_brain)
     case_low, case_high = box(case_brain)
-    scale = (case_high - case_low) / np.maximum(head_high - head_low, 1.0)
-    offset = case_low - head_low * scale  # head index p -> case index scale * p + offset
+    scale = (head_high - head_low) / np.maximum(case_high - case_low, 1.0)
+    offset = head_low - case_low * scale  # case index q -> head index scale * q + offset
 
-    def into_head(array: np.ndarray, order: int) -> np.ndarray:
-        return ndimage.affine_transform(
-            array, scale, offset=offset, output_shape=head.shape, order=order, cval=0
-        )
+    # the case's grid widened, without resampling, until it holds the whole head
+    head_first = -offset / scale
+    head_last = (np.asarray(head.shape) - 1 - offset) / scale
+    before = np.maximum(np.ceil(-head_first), 0).astype(int)
+    after = np.maximum(np.ceil(head_last - (np.asarray(case_brain.shape) - 1)), 0).astype(int)
+    padding = list(zip(before.tolist(), after.tolist()))
+    wide_shape = tuple(int(n) for n in np.asarray(case_brain.shape) + before + after)
+    wide_grid = sitk.Image(list(wide_shape), sitk.sitkUInt8)
+    wide_grid.SetSpacing(case_grid.GetSpacing())
+    wide_grid.SetDirection(case_grid.GetDirection())
+    wide_grid.SetOrigin(
+        (
+            np.asarray(case_grid.GetOrigin())
+            - np.asarray(case_grid.GetDirection()).reshape(3, 3)
+            @ (before * np.asarray(case_grid.GetSpacing()))
+        ).tolist()
+    )
 
-    brain_in_head = into_head(case_brain.astype(np.uint8), 0).astype(bool)
+    head_around = ndimage.affine_transform(
+        head, scale, offset=offset - scale * before, output_shape=wide_shape, order=1, cval=0
+    )
+    brain = np.pad(case_brain, padding)
     head_median = float(np.median(head[head_brain]))
     composites = {}
     for key in SEQUENCES:
-        warped = into_head(arrays[key], 1)
         gain = head_median / float(np.median(arrays[key][case_brain]))
-        composite = np.where(brain_in_head, warped * gain, head)
-        composites[key] = array_to_image(composite.astype(np.float32), head_grid)
+        composite = np.where(brain, np.pad(arrays[key], padding) * gain, head_around)
+        composites[key] = array_to_image(composite.astype(np.float32), wide_grid)
     tumors_in_head = [
-        array_to_image(into_head(tumor, 0).astype(np.uint8), head_grid) for tumor in tumors
+        array_to_image(np.pad(tumor, padding).astype(np.uint8), wide_grid) for tumor in tumors
     ]
 
     acquired = {}
@@ -340,7 +382,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", nargs="+", type=Path, required=True, help="labelled cases")
     parser.add_argument("--mode", choices=("thick", "raw"), required=True)
-    parser.add_argument("--thickness", type=float, default=5.0, help="slab, mm (thick mode)")
+    parser.add_argument(
+        "--thickness", type=float, default=5.0, help="slab, mm (thick mode, --protocol axial)"
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="clinical",
+        help="raw mode without --seed: 'clinical' (the fixed clinical protocol), 'isotropic' "
+        "(every sequence 1 mm, no motion) or 'axial' (every sequence in axial slabs of "
+        "--thickness mm, no motion); the last two tell what the head and the slabs cost",
+    )
     parser.add_argument(
         "--head",
         type=Path,
@@ -370,6 +422,8 @@ def main() -> int:
         parser.error("--carry needs --carry-out")
     if arguments.mode == "thick" and (arguments.prepared or arguments.variants != 1):
         parser.error("--prepared and --variants are for --mode raw")
+    if arguments.protocol != "clinical" and (arguments.mode != "raw" or arguments.seed is not None):
+        parser.error("--protocol is for --mode raw without --seed")
 
     rng = np.random.default_rng(arguments.seed)
     heads = shippable_heads() if arguments.head == Path("random") else None
@@ -388,9 +442,17 @@ def main() -> int:
                 case_name = f"{name}_thick{arguments.thickness:g}mm"
             else:
                 head = arguments.head if heads is None else heads[rng.integers(len(heads))]
-                protocol = ACQUISITIONS if arguments.seed is None else random_acquisitions(rng)
+                protocol = (
+                    fixed_protocol(arguments.protocol, arguments.thickness)
+                    if arguments.seed is None
+                    else random_acquisitions(rng)
+                )
                 acquired, carried, on_head_grid = raw_case(images, labels, head, protocol)
                 case_name = raw_case_name(name, variant, arguments.variants)
+                if arguments.protocol == "isotropic":
+                    case_name += "_iso"
+                elif arguments.protocol == "axial":
+                    case_name += f"_axial{arguments.thickness:g}mm"
             target = arguments.out / case_name
             if arguments.prepared:
                 write_prepared(target, acquired, on_head_grid)

@@ -80,6 +80,23 @@ def test_the_label_stays_on_the_tumor(prepared_case):
     assert inside > outside + 1.0, (inside, outside)
 
 
+def test_the_brain_keeps_its_own_voxels_inside_the_head(prepared_case):
+    # the head is fitted around the case's brain: before acquisition, the brain (and its label)
+    # is on its own 1 mm grid, widened but never resampled, so the only resampling of the
+    # answer is the acquisition itself, as on a scanner
+    _, _, label_on_head_grid, _, _ = prepared_case
+    images, label, _ = simulate.read_case(CASE)
+    original = sitk.GetArrayFromImage(label)
+    assert label_on_head_grid.GetSpacing() == pytest.approx(label.GetSpacing())
+    back = sitk.Resample(label_on_head_grid, label, sitk.Transform(), sitk.sitkNearestNeighbor)
+    assert np.array_equal(sitk.GetArrayFromImage(back), original)
+    assert np.count_nonzero(sitk.GetArrayViewFromImage(label_on_head_grid)) == np.count_nonzero(
+        original
+    )
+    # and the head around it: the widened grid holds more than the brain's box
+    assert np.prod(label_on_head_grid.GetSize()) > np.prod(label.GetSize())
+
+
 def test_prepare_images_refuses_an_unknown_mode(prepared_case):
     _, acquired, _, _, _ = prepared_case
     with pytest.raises(InputError, match="skull-strip"):
@@ -100,3 +117,16 @@ def test_training_heads_leave_out_the_non_commercial_one():
     heads = simulate.shippable_heads()
     assert PD_HEAD not in heads
     assert len(heads) == 2 and all(head.is_file() for head in heads)
+
+
+def test_the_fixed_protocols_leave_out_what_they_say():
+    assert simulate.fixed_protocol("clinical") == simulate.ACQUISITIONS
+    isotropic = simulate.fixed_protocol("isotropic")
+    axial = simulate.fixed_protocol("axial", thickness=3.0)
+    for protocol, spacing in ((isotropic, (1.0, 1.0, 1.0)), (axial, (1.0, 1.0, 3.0))):
+        assert set(protocol) == set(simulate.SEQUENCES)
+        for acquired_spacing, tilt, (about_z, about_x, shift) in protocol.values():
+            assert tuple(acquired_spacing) == spacing
+            assert tilt == about_z == about_x == 0.0 and not any(shift)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        simulate.fixed_protocol("oblique")

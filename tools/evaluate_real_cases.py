@@ -63,6 +63,7 @@ GRID = {
     "min_component_ml": [0.1, 1.0, 3.0],
     "min_component_fraction": [0.0, 0.1, 0.25],
     "min_enhancing_ml": [0.3, 1.0, 2.0, 4.0],
+    "min_core_fraction": [0.0, 0.1, 0.25],
 }
 """Post-processing settings swept (every combination; threshold 0.5)."""
 

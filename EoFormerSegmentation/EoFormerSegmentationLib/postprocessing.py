@@ -40,6 +40,12 @@ class PostprocessingSettings:
             probability (in mL: probability x voxel volume) is under this are removed; a
             component the network was unsure about throughout is more often noise than tumor.
             0 disables it.
+        min_core_fraction: connected components of the tumor core smaller than this fraction
+            of the largest one lose their core and enhancing labels and stay in the whole tumor
+            (as edema). In thick slabs of a raw scan, bright vessels, dura or fat averaged into
+            the brain's edge give small second "cores" far from the tumor; a satellite focus of
+            a multifocal tumor that is this much smaller than the main one loses its core too.
+            0 disables it.
     """
 
     threshold: float = 0.5
@@ -47,6 +53,7 @@ class PostprocessingSettings:
     min_enhancing_ml: float = 0.3
     min_component_fraction: float = 0.0
     min_component_mass: float = 0.0
+    min_core_fraction: float = 0.0
     threshold_wt: Optional[float] = None
     threshold_tc: Optional[float] = None
     threshold_et: Optional[float] = None
@@ -125,6 +132,15 @@ def postprocess_regions(
             whole &= ~removed
             core &= ~removed
             enhancing &= ~removed
+
+    if settings.min_core_fraction > 0 and core.any():
+        components, count = ndimage.label(core, structure=np.ones((3, 3, 3), bool))
+        sizes = ndimage.sum_labels(core, components, index=np.arange(1, count + 1))
+        stray = np.flatnonzero(sizes < settings.min_core_fraction * sizes.max()) + 1
+        if len(stray):
+            demoted = np.isin(components, stray)
+            core &= ~demoted
+            enhancing &= ~demoted
 
     if (
         settings.min_enhancing_ml > 0

@@ -38,6 +38,29 @@ def test_an_island_the_network_was_unsure_about_is_removed_by_probability_mass()
     assert sure[0, 85, 85, 85]  # 2.0 mL x 0.95 = 1.9 mL
 
 
+def test_a_small_second_core_becomes_edema_and_the_main_core_stays():
+    probabilities = _tumor_and_island()
+    probabilities[1, 36:39, 12:15, 12:15] = 0.9  # 27 voxels of core, apart from the main one
+    probabilities[2, 36:39, 12:15, 12:15] = 0.9
+    default = postprocess_regions(probabilities, 0.001, PostprocessingSettings())
+    assert default[1, 37, 13, 13] and default[2, 37, 13, 13]
+    settings = PostprocessingSettings(min_core_fraction=0.25)
+    cleaned = postprocess_regions(probabilities, 0.001, settings)
+    assert not cleaned[1, 37, 13, 13] and not cleaned[2, 37, 13, 13]
+    assert cleaned[0, 37, 13, 13]  # still whole tumor: edema
+    assert cleaned[1].sum() == 15**3 and cleaned[2].sum() == 7**3  # the main core untouched
+    assert (cleaned[0] == default[0]).all()
+    satellite = probabilities.copy()
+    satellite[1, 36:39, 12:15, 12:15] = 0
+    satellite[2, 36:39, 12:15, 12:15] = 0
+    satellite[1, 60:70, 60:70, 60:69] = 0.9  # a second focus of 900 voxels, 27 % of 3,375
+    kept = postprocess_regions(satellite, 0.001, settings)
+    assert kept[1, 65, 65, 65] and kept[0, 65, 65, 65]
+    assert not postprocess_regions(satellite, 0.001, PostprocessingSettings(min_core_fraction=0.3))[
+        1, 65, 65, 65
+    ]
+
+
 def test_a_model_card_carries_its_post_processing():
     card = {"postprocessing": {"min_component_fraction": 0.25, "min_enhancing_ml": 2, "x": 1}}
     settings = PostprocessingSettings.from_card(card)

@@ -12,8 +12,9 @@ reference label on the T1ce's grid, in a case folder of the plain layout (``t1.n
 
 ``--mode raw``
     the case's brain placed into a real head with skull and scalp (the head, stretched to fit,
-    around the case's brain, which keeps its own voxels; where the head's own brain, found with
-    deepbet, reaches beyond the case's, it stays, as do the skull, scalp, fat and neck), then each sequence acquired on its own grid, as on a scanner:
+    around the case's brain, which keeps its own voxels; where the head's own brain, found
+    with deepbet, reaches beyond the case's, it stays, as do the skull, scalp, fat and neck),
+    then each sequence acquired on its own grid, as on a scanner:
     T1ce axial 0.9 x 0.9 x 5.5 mm slabs; T1 3-D 1 mm after 4 degrees and 3 mm of patient
     motion; T2 axial 0.45 x 0.45 x 5 mm slabs after 3 degrees and 2 mm of motion; FLAIR
     oblique (slabs tilted 6 degrees) 0.9 x 0.9 x 6 mm after 2 degrees of motion. Intensities
@@ -89,11 +90,10 @@ def fixed_protocol(name: str, thickness: float = 5.0) -> Dict[str, Acquisition]:
     the slabs)."""
     if name == "clinical":
         return ACQUISITIONS
-    if name == "isotropic":
-        return {key: ((1.0, 1.0, 1.0), 0.0, _STILL) for key in SEQUENCES}
-    if name == "axial":
-        return {key: ((1.0, 1.0, thickness), 0.0, _STILL) for key in SEQUENCES}
-    raise ValueError(f"unknown protocol {name!r}; expected one of {', '.join(PROTOCOLS)}")
+    slab = {"isotropic": 1.0, "axial": thickness}.get(name)
+    if slab is None:
+        raise ValueError(f"unknown protocol {name!r}; expected one of {', '.join(PROTOCOLS)}")
+    return {key: ((1.0, 1.0, slab), 0.0, _STILL) for key in SEQUENCES}
 
 
 RAW_HEADS = REPOSITORY.parent / "shared/data/raw-heads"
@@ -312,20 +312,15 @@ def raw_case(
     before = np.maximum(np.ceil(-head_first), 0).astype(int)
     after = np.maximum(np.ceil(head_last - (np.asarray(case_brain.shape) - 1)), 0).astype(int)
     padding = list(zip(before.tolist(), after.tolist()))
-    wide_shape = tuple(int(n) for n in np.asarray(case_brain.shape) + before + after)
-    wide_grid = sitk.Image(list(wide_shape), sitk.sitkUInt8)
-    wide_grid.SetSpacing(case_grid.GetSpacing())
-    wide_grid.SetDirection(case_grid.GetDirection())
-    wide_grid.SetOrigin(
-        (
-            np.asarray(case_grid.GetOrigin())
-            - np.asarray(case_grid.GetDirection()).reshape(3, 3)
-            @ (before * np.asarray(case_grid.GetSpacing()))
-        ).tolist()
-    )
+    wide_grid = sitk.ConstantPad(case_grid, before.tolist(), after.tolist())
 
     head_around = ndimage.affine_transform(
-        head, scale, offset=offset - scale * before, output_shape=wide_shape, order=1, cval=0
+        head,
+        scale,
+        offset=offset - scale * before,
+        output_shape=tuple(wide_grid.GetSize()),
+        order=1,
+        cval=0,
     )
     brain = np.pad(case_brain, padding)
     head_median = float(np.median(head[head_brain]))

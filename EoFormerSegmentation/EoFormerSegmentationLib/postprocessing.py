@@ -91,6 +91,14 @@ class PostprocessingSettings:
         return {key: value for key, value in asdict(self).items() if value is not None}
 
 
+def _components(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 26-connected components of ``mask``: the labelled array, the labels and each
+    component's size in voxels."""
+    components, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    labels = np.arange(1, count + 1)
+    return components, labels, ndimage.sum_labels(mask, components, index=labels)
+
+
 def postprocess_regions(
     probabilities: np.ndarray, voxel_volume_ml: float, settings: PostprocessingSettings = None
 ) -> np.ndarray:
@@ -118,9 +126,8 @@ def postprocess_regions(
         or settings.min_component_mass > 0
     )
     if component_rules and whole.any():
-        components, count = ndimage.label(whole, structure=np.ones((3, 3, 3), bool))
-        labels = np.arange(1, count + 1)
-        sizes = ndimage.sum_labels(whole, components, index=labels) * voxel_volume_ml
+        components, labels, sizes = _components(whole)
+        sizes = sizes * voxel_volume_ml
         drop = sizes < settings.min_component_ml
         drop |= sizes < settings.min_component_fraction * sizes.max()
         if settings.min_component_mass > 0:
@@ -134,9 +141,8 @@ def postprocess_regions(
             enhancing &= ~removed
 
     if settings.min_core_fraction > 0 and core.any():
-        components, count = ndimage.label(core, structure=np.ones((3, 3, 3), bool))
-        sizes = ndimage.sum_labels(core, components, index=np.arange(1, count + 1))
-        stray = np.flatnonzero(sizes < settings.min_core_fraction * sizes.max()) + 1
+        components, labels, sizes = _components(core)
+        stray = labels[sizes < settings.min_core_fraction * sizes.max()]
         if len(stray):
             demoted = np.isin(components, stray)
             core &= ~demoted

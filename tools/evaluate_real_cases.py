@@ -285,6 +285,12 @@ def main() -> int:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tta", action="store_true")
+    parser.add_argument(
+        "--raw-scan-model",
+        default="auto",
+        choices=("auto", "off"),
+        help="off: every model segments raw scans itself, never through its companion",
+    )
     parser.add_argument("--inference", default="window", choices=("auto", "window", "whole"))
     parser.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap")
     parser.add_argument("--sw-batch-size", type=int, help="windows per network call")
@@ -325,6 +331,7 @@ def main() -> int:
                 loaded,
                 device=arguments.device,
                 tta=arguments.tta,
+                raw_scan_model=arguments.raw_scan_model,
                 keep_probabilities=True,
                 inference=arguments.inference,
                 overlap=arguments.overlap,
@@ -390,6 +397,7 @@ def main() -> int:
             "overlap": arguments.overlap,
             "sw_batch_size": arguments.sw_batch_size,
             "tta": arguments.tta,
+            "raw_scan_model": arguments.raw_scan_model,
         },
         "default": default.to_json(),
         "sweep": [

@@ -7,7 +7,7 @@ core yellow, enhancing tumor red). The segmentations are those that
 from the repository root::
 
     python tools/real_case_figure.py --case ../shared/data/real/TCGA-FG-6692 \\
-        --report runs/real_eval_v3 --out docs/images/real_case_v1_v2_v3.png
+        --report runs/fig_v1 runs/fig_v2 --out docs/images/real_case_v1_v2.png
 """
 
 from __future__ import annotations

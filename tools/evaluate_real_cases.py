@@ -41,7 +41,7 @@ import SimpleITK as sitk
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "EoFormerSegmentation"))
 
-from EoFormerSegmentationLib.engine import segment_images  # noqa: E402
+from EoFormerSegmentationLib.engine import RAW_SCAN_MODEL_MODES, segment_images  # noqa: E402
 from EoFormerSegmentationLib.evaluation import summarize  # noqa: E402
 from EoFormerSegmentationLib.geometry import array_to_image  # noqa: E402
 from EoFormerSegmentationLib.labels import (  # noqa: E402
@@ -288,7 +288,7 @@ def main() -> int:
     parser.add_argument(
         "--raw-scan-model",
         default="auto",
-        choices=("auto", "off"),
+        choices=RAW_SCAN_MODEL_MODES,
         help="off: every model segments raw scans itself, never through its companion",
     )
     parser.add_argument("--inference", default="window", choices=("auto", "window", "whole"))

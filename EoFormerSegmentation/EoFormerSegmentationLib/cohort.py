@@ -442,6 +442,7 @@ def segment_cohort(
     label_convention: str = "brats2020",
     overlap: float = 0.5,
     sw_batch_size: Optional[int] = None,
+    inference: str = "auto",
     workers: int = 1,
     rank: Optional[int] = None,
     world_size: Optional[int] = None,
@@ -465,8 +466,8 @@ def segment_cohort(
             share is segmented again and its result replaced.
         device: ``auto``, ``cpu`` or ``cuda``; with several processes on a machine with GPUs,
             process ``LOCAL_RANK`` uses GPU ``LOCAL_RANK``.
-        register, skull_strip, raw_scan_model, tta, label_convention, overlap, sw_batch_size: as in
-            :func:`~EoFormerSegmentationLib.engine.segment_images`.
+        register, skull_strip, raw_scan_model, tta, label_convention, overlap, sw_batch_size,
+            inference: as in :func:`~EoFormerSegmentationLib.engine.segment_images`.
         workers: processes reading the next cases while the network runs (0: read in this
             process, between cases).
         rank, world_size: this process's share; from ``RANK`` / ``WORLD_SIZE`` (set by
@@ -483,11 +484,14 @@ def segment_cohort(
             cases, an output folder that cannot be written (before any case is read).
     """
     from EoFormerSegmentationLib.engine import segment_images, write_result
+    from EoFormerSegmentationLib.inference import INFERENCE_MODES
     from EoFormerSegmentationLib.models import default_model_path, load_checkpoint
 
     started = time.perf_counter()
     if output_format not in OUTPUT_FORMATS:
         raise InputError(f"--format {output_format}: expected one of {', '.join(OUTPUT_FORMATS)}")
+    if inference not in INFERENCE_MODES:
+        raise InputError(f"--inference {inference}: expected one of {', '.join(INFERENCE_MODES)}")
     if workers < 0:
         raise InputError(f"--workers {workers}: expected 0 or more")
     environment_rank, environment_world, local_rank = _environment_rank()
@@ -535,6 +539,7 @@ def segment_cohort(
             "label_convention": label_convention,
             "overlap": overlap,
             "sw_batch_size": sw_batch_size,
+            "inference": inference,
         }
         _segment_share(
             to_do,
@@ -642,6 +647,7 @@ def _segment_share(
                         label_convention=settings["label_convention"],
                         overlap=settings["overlap"],
                         sw_batch_size=settings["sw_batch_size"],
+                        inference=settings["inference"],
                     )
                     result.timings_s = {"read": seconds, **result.timings_s}
                 except Cancelled:

@@ -285,6 +285,61 @@ def test_label_maps_and_the_processing_options_reach_every_case(tmp_path, tiny_m
     assert set(np.unique(label)) == {0, 3}  # ET as 3 in the BraTS 2023 convention
 
 
+ENGINE_FLAGS = [
+    "--inference", "window", "--overlap", "0.25", "--sw-batch-size", "2", "--tta",
+    "--register", "off", "--raw-scan-model", "off", "--label-convention", "brats2023",
+]  # fmt: skip
+ENGINE_OPTIONS = {
+    "inference": "window",
+    "overlap": 0.25,
+    "sw_batch_size": 2,
+    "tta": True,
+    "register": "off",
+    "skull_strip": "off",
+    "raw_scan_model": "off",
+    "label_convention": "brats2023",
+}
+
+
+def test_a_cohort_hands_every_engine_option_to_each_case_as_one_case_does(
+    tmp_path, tiny_model, monkeypatch, capsys
+):
+    from EoFormerSegmentationLib import engine
+
+    original = engine.segment_images
+    calls = []
+
+    def recording(images, loaded, **options):
+        calls.append({name: options.get(name) for name in ENGINE_OPTIONS})
+        return original(images, loaded, **options)
+
+    monkeypatch.setattr(engine, "segment_images", recording)
+    case = write_small_case(tmp_path / "cohort" / "one")
+    single = ["segment", "--model", str(tiny_model), "--device", "cpu", "--progress", "none"]
+    for sequence, path in case.items():
+        single += [f"--{sequence}", str(path)]
+    single += ["--skull-strip", "off", "--output", str(tmp_path / "one.seg.nrrd")]
+    assert main(single + ENGINE_FLAGS) == 0
+    out = tmp_path / "out"
+    assert main(cohort_arguments(tmp_path / "cohort", out, tiny_model, *ENGINE_FLAGS)) == 0
+    capsys.readouterr()
+
+    assert calls == [ENGINE_OPTIONS, ENGINE_OPTIONS]  # the single case, then the cohort's case
+    record = json.loads((out / "one.json").read_text(encoding="utf-8"))
+    assert record["processing"]["inference"] == "window"
+
+
+def test_a_cohort_refuses_an_unknown_inference_mode_before_reading_a_case(tmp_path, tiny_model):
+    from EoFormerSegmentationLib.cohort import segment_cohort
+
+    write_small_case(tmp_path / "cohort" / "one")
+    with pytest.raises(InputError, match="--inference sliced"):
+        segment_cohort(
+            tmp_path / "cohort", tmp_path / "out", model_path=tiny_model, inference="sliced"
+        )
+    assert not (tmp_path / "out").exists()
+
+
 def test_shards_share_the_cases_and_the_last_one_writes_the_table(
     tmp_path, tiny_model, monkeypatch
 ):

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from EoFormerSegmentationLib.cli.options import non_negative_int, open_fraction, positive_int
 from EoFormerSegmentationLib.errors import InputError, OutputError
@@ -182,6 +182,23 @@ def check_mode(args: argparse.Namespace) -> bool:
     return False
 
 
+def engine_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """The options that one case and a cohort both hand to the engine, so that an option of
+    the command line reaches every case the same way."""
+    return {
+        "model_path": args.model,
+        "device": args.device,
+        "tta": args.tta,
+        "register": args.register,
+        "skull_strip": args.skull_strip,
+        "raw_scan_model": args.raw_scan_model,
+        "label_convention": args.label_convention,
+        "overlap": args.overlap,
+        "sw_batch_size": args.sw_batch_size,
+        "inference": args.inference,
+    }
+
+
 def progress_reporter(mode: str) -> tuple:
     """A (fraction, message) callback for the chosen mode, and a function to close it."""
     if mode == "none":
@@ -260,19 +277,10 @@ def run(args: argparse.Namespace) -> int:
             args.t2,
             args.flair,
             args.output,
-            model_path=args.model,
-            device=args.device,
-            tta=args.tta,
-            register=args.register,
-            skull_strip=args.skull_strip,
-            raw_scan_model=args.raw_scan_model,
-            label_convention=args.label_convention,
             overwrite=args.overwrite,
-            overlap=args.overlap,
-            sw_batch_size=args.sw_batch_size,
             progress=progress,
             uncertainty_output=args.uncertainty,
-            inference=args.inference,
+            **engine_options(args),
         )
     finally:
         close()
@@ -346,18 +354,10 @@ def run_cohort(args: argparse.Namespace) -> int:
         summary = segment_cohort(
             args.cases,
             args.out,
-            model_path=args.model,
             output_format=args.format,
             skip_existing=args.skip_existing,
-            device=args.device,
-            tta=args.tta,
-            register=args.register,
-            skull_strip=args.skull_strip,
-            raw_scan_model=args.raw_scan_model,
-            label_convention=args.label_convention,
-            overlap=args.overlap,
-            sw_batch_size=args.sw_batch_size,
             workers=args.workers,
+            **engine_options(args),
             progress=progress,
             on_start=on_start,
         )

@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPOSITORY / "EoFormerSegmentation"))
 from EoFormerSegmentationLib.engine import RAW_SCAN_MODEL_MODES, segment_images  # noqa: E402
 from EoFormerSegmentationLib.evaluation import summarize  # noqa: E402
 from EoFormerSegmentationLib.geometry import array_to_image  # noqa: E402
+from EoFormerSegmentationLib.inference import INFERENCE_MODES  # noqa: E402
 from EoFormerSegmentationLib.labels import (  # noqa: E402
     REGIONS,
     labels_to_regions,
@@ -291,7 +292,7 @@ def main() -> int:
         choices=RAW_SCAN_MODEL_MODES,
         help="off: every model segments raw scans itself, never through its companion",
     )
-    parser.add_argument("--inference", default="window", choices=("auto", "window", "whole"))
+    parser.add_argument("--inference", default="window", choices=INFERENCE_MODES)
     parser.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap")
     parser.add_argument("--sw-batch-size", type=int, help="windows per network call")
     parser.add_argument(

@@ -484,14 +484,13 @@ def segment_cohort(
             cases, an output folder that cannot be written (before any case is read).
     """
     from EoFormerSegmentationLib.engine import segment_images, write_result
-    from EoFormerSegmentationLib.inference import INFERENCE_MODES
+    from EoFormerSegmentationLib.inference import check_inference_mode
     from EoFormerSegmentationLib.models import default_model_path, load_checkpoint
 
     started = time.perf_counter()
     if output_format not in OUTPUT_FORMATS:
         raise InputError(f"--format {output_format}: expected one of {', '.join(OUTPUT_FORMATS)}")
-    if inference not in INFERENCE_MODES:
-        raise InputError(f"--inference {inference}: expected one of {', '.join(INFERENCE_MODES)}")
+    check_inference_mode(inference)
     if workers < 0:
         raise InputError(f"--workers {workers}: expected 0 or more")
     environment_rank, environment_world, local_rank = _environment_rank()
@@ -586,6 +585,7 @@ def _segment_share(
         return
     items = _read_ahead(to_do, workers)  # workers start before CUDA is initialised here
     device = _device_for(str(settings["device"]), summary.world_size, local_rank)
+    options = {name: value for name, value in settings.items() if name != "device"}
     done = 0
     process = {"rank": summary.rank, "world_size": summary.world_size}
 
@@ -640,14 +640,7 @@ def _segment_share(
                         item["images"],
                         loaded,
                         device=device,
-                        tta=settings["tta"],
-                        register=settings["register"],
-                        skull_strip=settings["skull_strip"],
-                        raw_scan_model=settings["raw_scan_model"],
-                        label_convention=settings["label_convention"],
-                        overlap=settings["overlap"],
-                        sw_batch_size=settings["sw_batch_size"],
-                        inference=settings["inference"],
+                        **options,
                     )
                     result.timings_s = {"read": seconds, **result.timings_s}
                 except Cancelled:

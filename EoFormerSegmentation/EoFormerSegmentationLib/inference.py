@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_ROI_SIZE",
     "WHOLE_VOLUME_MAX_VOXELS",
     "INFERENCE_MODES",
+    "check_inference_mode",
 ]
 
 DEFAULT_ROI_SIZE = 128
@@ -35,6 +36,12 @@ attention is linear in the number of voxels and the rest is convolutional), wind
 :data:`WHOLE_VOLUME_MAX_VOXELS`; ``auto``: ``whole`` on the CPU (same Dice on the held-out real
 cases, a fraction of the work), ``window`` on a GPU (whose memory is the tighter limit)."""
 ProgressCallback = Optional[Callable[[float, str], None]]
+
+
+def check_inference_mode(mode: str) -> None:
+    """Refuse a mode outside :data:`INFERENCE_MODES` (an ``InputError`` naming it)."""
+    if mode not in INFERENCE_MODES:
+        raise InputError(f"--inference {mode}: expected one of {', '.join(INFERENCE_MODES)}")
 
 
 def select_device(request: str = "auto") -> torch.device:
@@ -156,8 +163,7 @@ def predict_probabilities(
     Returns:
         ``float32`` ``(3, X, Y, Z)`` probabilities.
     """
-    if mode not in INFERENCE_MODES:
-        raise InputError(f"--inference {mode}: expected one of {', '.join(INFERENCE_MODES)}")
+    check_inference_mode(mode)
     if mode == "auto":
         mode = "whole" if device.type == "cpu" else "window"
     if mode == "whole" and int(np.prod(volume.shape[1:])) <= WHOLE_VOLUME_MAX_VOXELS:
